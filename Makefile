@@ -1,0 +1,40 @@
+# lossbench: `make run` (set up, then the quick comparison) and `make test` (set up, then tests).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STORE  := sqlite:///$(CURDIR)/mlflow.db
+
+.PHONY: setup run test ui lint fashion-mnist clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+# Debian's Fashion-MNIST makes the data offline; without apt, torchvision downloads it.
+fashion-mnist:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then \
+	  echo "Fashion-MNIST: /usr/share/datasets/fashion-mnist"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  ($$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist) \
+	    || echo "apt-get failed: fashion_mnist will be downloaded by torchvision"; \
+	else echo "no apt-get: fashion_mnist will be downloaded by torchvision"; fi
+
+setup: $(VENV)/.installed fashion-mnist
+
+run: setup
+	$(BIN)/python train.py +experiment=quickstart
+
+test: setup
+	$(BIN)/python -m pytest
+
+ui: setup
+	$(BIN)/python -m lossbench.ui --tracking-uri $(STORE)
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf outputs multirun

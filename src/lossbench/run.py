@@ -1,0 +1,134 @@
+"""One run from a resolved Hydra config: validate → build → fit → test → record."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from lossbench import matrix, tracking
+from lossbench.data import DATASETS, make_datamodule
+from lossbench.errors import InvalidPair, LossbenchError
+from lossbench.heads import make_head
+from lossbench.losses import make_criterion
+from lossbench.models import make_model
+from lossbench.module import Classifier
+from lossbench.progress import progress_callbacks
+
+log = logging.getLogger("lossbench")
+
+warnings.filterwarnings("ignore", ".*does not have many workers.*")  # in-memory data: none needed
+warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+
+
+def _name_and_params(node: DictConfig) -> tuple[str, dict[str, Any]]:
+    params = OmegaConf.to_container(node, resolve=True)
+    return params.pop("name"), params
+
+
+def _sweep_id() -> str | None:
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return tracking.sweep_id(HydraConfig.get().sweep.dir)
+    return None
+
+
+def train(cfg: DictConfig) -> str:
+    """Train and test one configuration; return its MLflow run id.
+
+    Everything that can be refused (names, the head/loss pair, missing data) is checked before
+    the MLflow run is opened, so a refused config leaves nothing in the store.
+    """
+    dataset, data_params = _name_and_params(cfg.dataset)
+    head_name, head_params = _name_and_params(cfg.head)
+    loss_name, loss_params = _name_and_params(cfg.loss)
+    model_name, model_params = _name_and_params(cfg.model)
+    task = DATASETS[dataset].task
+    matrix.check(task, head_name, loss_name)
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    head = make_head(head_name, **head_params)
+    criterion = make_criterion(head, loss_name, **loss_params)
+    data = make_datamodule(dataset, Path(cfg.data_dir).resolve(), **data_params)
+    data.prepare_data()
+    model = make_model(model_name, data.input_shape, data.num_classes, **model_params)
+    module = Classifier(model, head, criterion, task, data.num_classes, instantiate(cfg.optimizer))
+    callbacks, show_bar = progress_callbacks(cfg.progress_bar)
+    checkpoint = ModelCheckpoint(
+        dirpath=Path(cfg.output_dir).resolve() / "checkpoints", **cfg.checkpoint
+    )
+
+    tags = {
+        "dataset": dataset,
+        "head": head_name,
+        "loss": loss_name,
+        "seed": cfg.seed,
+        "model": model_name,
+        "task": task,
+    }
+    if (sweep := _sweep_id()) is not None:
+        tags["sweep_id"] = sweep
+    name = tracking.run_name(dataset, head_name, loss_name, cfg.seed)
+    logger = tracking.make_logger(
+        cfg.logger.tracking_uri,
+        cfg.logger.experiment_name,
+        name,
+        tags,
+        cfg.logger.artifact_location,
+    )
+    log.info(
+        "run %s (%s) → %s",
+        name,
+        logger.run_id,
+        tracking.resolve_tracking_uri(cfg.logger.tracking_uri),
+    )
+    status = "FAILED"
+    try:
+        tracking.log_config(
+            logger, OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True)
+        )
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer,
+            logger=logger,
+            callbacks=[*callbacks, checkpoint],
+            enable_progress_bar=show_bar,
+        )
+        trainer.fit(module, datamodule=data)
+        trainer.test(
+            module, datamodule=data, ckpt_path=checkpoint.best_model_path or None, verbose=False
+        )
+        tracking.log_loss_curves(logger)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracking.end_run(logger, status)
+    return logger.run_id
+
+
+def main(cfg: DictConfig) -> str | None:
+    """Hydra's task function: a refused pair is skipped in a multirun; other errors exit 2."""
+    try:
+        return train(cfg)
+    except InvalidPair as err:
+        if _sweep_id() is not None:
+            log.warning("skipped: %s", err)
+            return None
+        _fail(err)
+    except LossbenchError as err:
+        _fail(err)
+    return None
+
+
+def _fail(err: LossbenchError) -> None:
+    print(f"lossbench: error: {err}", file=sys.stderr)
+    sys.exit(err.exit_code)

@@ -1,0 +1,89 @@
+"""A one-screen Rich table of runs' test metrics, read back from MLflow.
+
+Printed by a Hydra callback at the end of every multirun (its sweep's runs) and by
+``python -m lossbench.summary`` (the experiment's latest runs, or one sweep's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from lossbench.tracking import resolve_tracking_uri, sweep_id
+
+TAGS = ("dataset", "head", "loss", "seed")
+COLUMNS = ("test/acc", "test/f1_macro", "test/f1_micro", "test/loss")
+
+
+def find_runs(
+    tracking_uri: str, experiment: str, sweep: str | None = None, limit: int = 50
+) -> list[Run]:
+    """Runs of ``experiment`` (of one sweep if given), newest first."""
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    query = f"tags.sweep_id = '{sweep}'" if sweep else ""
+    return client.search_runs(
+        [exp.experiment_id], query, max_results=limit, order_by=["attributes.start_time DESC"]
+    )
+
+
+def table(runs: list[Run], title: str) -> Table:
+    """Runs ranked by test accuracy: dataset, head, loss, seed, status and the test metrics."""
+    out = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in (*TAGS, "status"):
+        out.add_column(col)
+    for col in COLUMNS:
+        out.add_column(col.removeprefix("test/"), justify="right")
+    ranked = sorted(runs, key=lambda r: -r.data.metrics.get("test/acc", float("-inf")))
+    for r in ranked:
+        values = [r.data.metrics.get(c) for c in COLUMNS]
+        cells = ["—" if v is None else f"{v:.4f}" for v in values]
+        tags = [r.data.tags.get(t, "?") for t in TAGS]
+        out.add_row(*tags, r.info.status, *cells)
+    return out
+
+
+class SweepSummary(Callback):
+    """Hydra callback: print the sweep's runs as a table when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = sweep_id(config.hydra.sweep.dir)
+        runs = find_runs(config.logger.tracking_uri, config.logger.experiment_name, sweep)
+        title = (
+            f"sweep {sweep} ({Path(config.hydra.sweep.dir).name}): {len(runs)} runs in "
+            f"experiment {config.logger.experiment_name!r}"
+        )
+        _console().print(table(runs, title))
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--experiment", default="lossbench")
+    parser.add_argument("--sweep", default=None, help="a sweep_id tag")
+    parser.add_argument("--limit", type=int, default=20)
+    args = parser.parse_args(argv)
+    runs = find_runs(args.tracking_uri, args.experiment, args.sweep, args.limit)
+    _console().print(
+        table(runs, f"test metrics, {len(runs)} runs of experiment {args.experiment!r}")
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The MLflow side of a run: store URI, run name and tags, params, artifacts, final status."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
+from pytorch_lightning.loggers import MLFlowLogger
+
+LOSS_CURVES = "loss_curves.png"
+CONFIG_ARTIFACT = "config.yaml"
+
+
+def resolve_tracking_uri(uri: str) -> str:
+    """``uri`` with a relative ``sqlite:`` or file path made absolute (against the cwd).
+
+    Hydra gives each job its own output dir; every job of a sweep must hit the same store.
+    """
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :]
+        return f"sqlite:///{Path(path).expanduser().resolve()}"
+    if "://" not in uri:
+        return Path(uri).expanduser().resolve().as_uri()
+    return uri
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """Artifacts of a SQLite store go in ``mlruns/`` beside the database; servers choose."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "mlruns").as_uri()
+    return None
+
+
+def run_name(dataset: str, head: str, loss: str, seed: int) -> str:
+    return f"{dataset}-{head}-{loss}-seed{seed}"
+
+
+def sweep_id(sweep_dir: str | Path) -> str:
+    """A short stable id for a Hydra multirun: a hash of its absolute sweep directory."""
+    return hashlib.sha1(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:10]
+
+
+def make_logger(
+    tracking_uri: str,
+    experiment_name: str,
+    name: str,
+    tags: Mapping[str, Any],
+    artifact_location: str | None = None,
+) -> MLFlowLogger:
+    """Lightning's ``MLFlowLogger`` for one run; the run itself is created here, up front."""
+    uri = resolve_tracking_uri(tracking_uri)
+    logger = MLFlowLogger(
+        experiment_name=experiment_name,
+        run_name=name,
+        tracking_uri=uri,
+        tags={k: str(v) for k, v in tags.items()},
+        artifact_location=artifact_location or default_artifact_location(uri),
+    )
+    _ = logger.run_id  # create experiment and run now, so failures later can be recorded
+    return logger
+
+
+def log_config(logger: MLFlowLogger, params: Mapping[str, Any], yaml_text: str) -> None:
+    """The resolved config as params (flattened with ``/``) and as ``config.yaml``."""
+    logger.log_hyperparams(dict(params))
+    logger.experiment.log_text(logger.run_id, yaml_text, CONFIG_ARTIFACT)
+
+
+def log_loss_curves(logger: MLFlowLogger) -> None:
+    """Plot the recorded train/val loss histories (read back from the store) as a PNG."""
+    client: MlflowClient = logger.experiment
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    styles = {
+        "train/loss": dict(lw=0.8, alpha=0.5),
+        "train/loss_epoch": dict(marker="o"),
+        "val/loss": dict(marker="s"),
+    }
+    for key, style in styles.items():
+        history = sorted(client.get_metric_history(logger.run_id, key), key=lambda m: m.step)
+        if history:
+            ax.plot([m.step for m in history], [m.value for m in history], label=key, **style)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(client.get_run(logger.run_id).info.run_name)
+    ax.legend()
+    client.log_figure(logger.run_id, fig, LOSS_CURVES)
+
+
+def end_run(logger: MLFlowLogger, status: str) -> None:
+    """Mark the run ``FINISHED``, ``FAILED`` or ``KILLED``."""
+    logger.experiment.set_terminated(logger.run_id, status)

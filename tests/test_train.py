@@ -1,0 +1,129 @@
+"""The real train.py, end to end, into temp MLflow stores that are read back with MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import TINY_OVERRIDES, run_train, sqlite_uri
+from mlflow.tracking import MlflowClient
+
+METRICS = {
+    "train/loss",
+    "train/loss_epoch",
+    "val/loss",
+    "val/acc",
+    "val/f1_macro",
+    "val/f1_micro",
+    "test/loss",
+    "test/acc",
+    "test/f1_macro",
+    "test/f1_micro",
+}
+
+
+def runs_in(store: Path, experiment: str = "lossbench") -> list:
+    client = MlflowClient(sqlite_uri(store))
+    exp = client.get_experiment_by_name(experiment)
+    return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+def check(proc) -> None:
+    assert proc.returncode == 0, f"train.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+
+
+@pytest.fixture(scope="module")
+def per_dataset(tmp_path_factory, tiny_data):
+    """One multirun over the three datasets with sigmoid + bce_logits."""
+    tmp = tmp_path_factory.mktemp("per_dataset")
+    data_dir, _ = tiny_data
+    proc = run_train(
+        tmp,
+        data_dir,
+        "dataset=mnist,fashion_mnist,multilabel",
+        "head=sigmoid",
+        "loss=bce_logits",
+        *TINY_OVERRIDES,
+        multirun=True,
+    )
+    check(proc)
+    return tmp, proc
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "multilabel"])
+def test_each_dataset_trains_and_is_recorded(per_dataset, dataset: str) -> None:
+    tmp, _ = per_dataset
+    runs = {r.info.run_name: r for r in runs_in(tmp / "mlflow.db")}
+    run = runs[f"{dataset}-sigmoid-bce_logits-seed42"]
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert (tags["dataset"], tags["head"], tags["loss"], tags["seed"]) == (
+        dataset,
+        "sigmoid",
+        "bce_logits",
+        "42",
+    )
+    want = METRICS | ({"val/hamming_acc", "test/hamming_acc"} if dataset == "multilabel" else set())
+    assert want <= set(run.data.metrics)
+    client = MlflowClient(sqlite_uri(tmp / "mlflow.db"))
+    steps = client.get_metric_history(run.info.run_id, "train/loss")
+    assert len({m.step for m in steps}) > 1
+    assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 2  # one per epoch
+    for value in run.data.metrics.values():
+        assert value == value  # no NaN
+    params = run.data.params
+    assert params["dataset/name"] == dataset and params["loss/name"] == "bce_logits"
+    assert params["trainer/max_epochs"] == "2" and params["seed"] == "42"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
+        "config.yaml",
+        "loss_curves.png",
+    }
+    png = Path(client.download_artifacts(run.info.run_id, "loss_curves.png", str(tmp)))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_shares_one_store_and_sweep_id(per_dataset) -> None:
+    tmp, proc = per_dataset
+    runs = runs_in(tmp / "mlflow.db")
+    assert len(runs) == 3
+    assert len({r.data.tags["sweep_id"] for r in runs}) == 1
+    assert "3 runs in experiment 'lossbench'" in proc.stdout  # the closing summary table
+
+
+def test_readme_example_runs_as_written(tmp_path: Path, tiny_data) -> None:
+    data_dir, _ = tiny_data
+    proc = run_train(tmp_path, data_dir, "loss=bce", "head=sigmoid", *TINY_OVERRIDES)
+    check(proc)
+    (run,) = runs_in(tmp_path / "mlflow.db")
+    assert run.info.run_name == "mnist-sigmoid-bce-seed42"
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test/acc"] > 0.2  # label-dependent brightness is learnable
+
+
+def test_two_pair_multirun_runs_valid_pairs_only(tmp_path: Path, tiny_data) -> None:
+    data_dir, _ = tiny_data
+    proc = run_train(
+        tmp_path,
+        data_dir,
+        "head=softmax,sigmoid",
+        "loss=ce,bce_logits",
+        *TINY_OVERRIDES,
+        multirun=True,
+    )
+    check(proc)
+    runs = runs_in(tmp_path / "mlflow.db")
+    assert sorted(r.info.run_name for r in runs) == [
+        "mnist-sigmoid-bce_logits-seed42",
+        "mnist-softmax-ce-seed42",
+    ]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    log = proc.stdout + proc.stderr
+    assert log.count("skipped: head=") == 2
+
+
+def test_invalid_pair_exits_with_the_message_and_no_run(tmp_path: Path, tiny_data) -> None:
+    data_dir, _ = tiny_data
+    proc = run_train(tmp_path, data_dir, "head=sigmoid", "loss=nll", *TINY_OVERRIDES)
+    assert proc.returncode == 2
+    assert "Valid losses for head=sigmoid on a multiclass dataset: bce, bce_logits" in proc.stderr
+    assert runs_in(tmp_path / "mlflow.db") == []
