@@ -98,6 +98,7 @@ def test_readme_example_runs_as_written(tmp_path: Path, tiny_data) -> None:
     assert run.info.run_name == "mnist-sigmoid-bce-seed42"
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test/acc"] > 0.2  # label-dependent brightness is learnable
+    assert "test metrics, run mnist-sigmoid-bce-seed42" in proc.stdout
 
 
 def test_two_pair_multirun_runs_valid_pairs_only(tmp_path: Path, tiny_data) -> None:

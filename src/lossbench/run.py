@@ -23,6 +23,7 @@ from lossbench.losses import make_criterion
 from lossbench.models import make_model
 from lossbench.module import Classifier
 from lossbench.progress import progress_callbacks
+from lossbench.summary import print_run
 
 log = logging.getLogger("lossbench")
 
@@ -66,40 +67,26 @@ def train(cfg: DictConfig) -> str:
         dirpath=Path(cfg.output_dir).resolve() / "checkpoints", **cfg.checkpoint
     )
 
-    tags = {
-        "dataset": dataset,
-        "head": head_name,
-        "loss": loss_name,
-        "seed": cfg.seed,
-        "model": model_name,
-        "task": task,
-    }
+    tags = {"dataset": dataset, "head": head_name, "loss": loss_name, "seed": cfg.seed}
+    tags |= {"model": model_name, "task": task}
     if (sweep := _sweep_id()) is not None:
         tags["sweep_id"] = sweep
     name = tracking.run_name(dataset, head_name, loss_name, cfg.seed)
+    lg = cfg.logger
     logger = tracking.make_logger(
-        cfg.logger.tracking_uri,
-        cfg.logger.experiment_name,
-        name,
-        tags,
-        cfg.logger.artifact_location,
+        lg.tracking_uri, lg.experiment_name, name, tags, lg.artifact_location
     )
-    log.info(
-        "run %s (%s) → %s",
-        name,
-        logger.run_id,
-        tracking.resolve_tracking_uri(cfg.logger.tracking_uri),
+    trainer: pl.Trainer = instantiate(  # bad Trainer arguments fail here, before the run opens
+        cfg.trainer,
+        logger=logger,
+        callbacks=[*callbacks, checkpoint],
+        enable_progress_bar=show_bar,
     )
+    log.info("run %s (%s) → %s", name, logger.run_id, logger.experiment.tracking_uri)
     status = "FAILED"
     try:
         tracking.log_config(
             logger, OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True)
-        )
-        trainer: pl.Trainer = instantiate(
-            cfg.trainer,
-            logger=logger,
-            callbacks=[*callbacks, checkpoint],
-            enable_progress_bar=show_bar,
         )
         trainer.fit(module, datamodule=data)
         trainer.test(
@@ -107,7 +94,7 @@ def train(cfg: DictConfig) -> str:
         )
         tracking.log_loss_curves(logger)
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
         status = "KILLED"
         raise
     finally:
@@ -116,9 +103,15 @@ def train(cfg: DictConfig) -> str:
 
 
 def main(cfg: DictConfig) -> str | None:
-    """Hydra's task function: a refused pair is skipped in a multirun; other errors exit 2."""
+    """Hydra's task function: a refused pair is skipped in a multirun; other errors exit 2.
+
+    A single run ends with its test-metric table; a sweep's table comes from SweepSummary.
+    """
     try:
-        return train(cfg)
+        run_id = train(cfg)
+        if _sweep_id() is None:
+            print_run(cfg.logger.tracking_uri, run_id)
+        return run_id
     except InvalidPair as err:
         if _sweep_id() is not None:
             log.warning("skipped: %s", err)

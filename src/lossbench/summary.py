@@ -55,6 +55,12 @@ def table(runs: list[Run], title: str) -> Table:
     return out
 
 
+def print_run(tracking_uri: str, run_id: str) -> None:
+    """The table for one finished run."""
+    run = MlflowClient(resolve_tracking_uri(tracking_uri)).get_run(run_id)
+    _console().print(table([run], f"test metrics, run {run.info.run_name} ({run_id})"))
+
+
 class SweepSummary(Callback):
     """Hydra callback: print the sweep's runs as a table when a multirun ends."""
 

@@ -51,17 +51,15 @@ def make_logger(
     tags: Mapping[str, Any],
     artifact_location: str | None = None,
 ) -> MLFlowLogger:
-    """Lightning's ``MLFlowLogger`` for one run; the run itself is created here, up front."""
+    """Lightning's ``MLFlowLogger`` for one run; the run opens on first use of ``run_id``."""
     uri = resolve_tracking_uri(tracking_uri)
-    logger = MLFlowLogger(
+    return MLFlowLogger(
         experiment_name=experiment_name,
         run_name=name,
         tracking_uri=uri,
         tags={k: str(v) for k, v in tags.items()},
         artifact_location=artifact_location or default_artifact_location(uri),
     )
-    _ = logger.run_id  # create experiment and run now, so failures later can be recorded
-    return logger
 
 
 def log_config(logger: MLFlowLogger, params: Mapping[str, Any], yaml_text: str) -> None:

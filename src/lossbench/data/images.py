@@ -1,0 +1,140 @@
+"""MNIST and Fashion-MNIST through torchvision's own loaders, held as uint8 tensors.
+
+Files live in torchvision's layout, ``<data_dir>/<MNIST|FashionMNIST>/raw/*-idx?-ubyte``.
+Where they are missing, a ``system_dir`` of gzipped IDX files (Debian's
+``dataset-fashion-mnist`` puts them in ``/usr/share/datasets/fashion-mnist``) is unpacked into
+that layout; else torchvision downloads them when ``download`` is true.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+from typing import ClassVar
+
+from torch import Tensor
+from torchvision import datasets
+
+from lossbench.data.base import DATASETS, ClassificationData, split_indices
+from lossbench.errors import LossbenchError
+
+OFFLINE_HINT = (
+    "Datasets that work offline: fashion_mnist where Debian's package dataset-fashion-mnist is "
+    "installed (`apt-get install dataset-fashion-mnist`), and multilabel (synthetic)."
+)
+
+
+class TorchvisionImages(ClassificationData):
+    """A torchvision MNIST-format set: 60k train images (val carved out) and 10k test images.
+
+    Pixels stay uint8 in memory; :meth:`on_after_batch_transfer` scales them on the device as
+    ``(x / 255 - mean) / std``.
+    """
+
+    task = "multiclass"
+    source: ClassVar[type[datasets.MNIST]]
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        batch_size: int,
+        val_size: int,
+        split_seed: int,
+        download: bool,
+        mean: float,
+        std: float,
+        system_dir: str | None = None,
+    ) -> None:
+        super().__init__(data_dir, batch_size)
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.download = download
+        self.mean, self.std = mean, std
+        self.system_dir = Path(system_dir) if system_dir else None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (1, 28, 28)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.source.classes)
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / self.source.__name__ / "raw"
+
+    def raw_files(self) -> list[Path]:
+        """The unpacked IDX files torchvision reads, e.g. ``train-images-idx3-ubyte``."""
+        return [self.raw_dir / Path(url).stem for url, _ in self.source.resources]
+
+    def _missing(self) -> list[Path]:
+        return [f for f in self.raw_files() if not f.is_file()]
+
+    def _unpack_system_copy(self) -> None:
+        gz = [self.system_dir / f"{f.name}.gz" for f in self.raw_files()]
+        if not all(g.is_file() for g in gz):
+            return
+        self.raw_dir.mkdir(parents=True, exist_ok=True)
+        for src, dst in zip(gz, self.raw_files(), strict=True):
+            tmp = dst.with_suffix(".part")
+            with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            tmp.replace(dst)
+
+    def prepare_data(self) -> None:
+        """Make sure the raw files exist: unpack the system copy, else download, else explain."""
+        if not self._missing():
+            return
+        if self.system_dir is not None and self.system_dir.is_dir():
+            self._unpack_system_copy()
+        if not self._missing():
+            return
+        reason = "downloading is off (dataset.download=false)"
+        if self.download:
+            try:
+                self.source(str(self.data_dir), train=True, download=True)
+                return
+            except Exception as err:  # torchvision raises RuntimeError/URLError variants
+                reason = f"the download failed ({str(err).splitlines()[0]})"
+        files = "\n  ".join(str(f) for f in self._missing())
+        raise LossbenchError(
+            f"dataset files are missing and {reason}. Expected:\n  {files}\n"
+            f"Fix: connect to the network with dataset.download=true, or put those files there "
+            f"(gunzipped IDX, torchvision's layout). {OFFLINE_HINT}"
+        )
+
+    def _read(self, train: bool) -> tuple[Tensor, Tensor]:
+        ds = self.source(str(self.data_dir), train=train, download=False)
+        return ds.data.unsqueeze(1).contiguous(), ds.targets.long()
+
+    def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        self.prepare_data()
+        x, y = self._read(train=True)
+        if not 0 < self.val_size < len(x):
+            raise LossbenchError(
+                f"dataset.val_size={self.val_size} must be between 1 and {len(x) - 1} "
+                f"(the training split has {len(x)} images)"
+            )
+        val, train = split_indices(len(x), [self.val_size, len(x) - self.val_size], self.split_seed)
+        return {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": self._read(False)}
+
+    def on_after_batch_transfer(self, batch: list[Tensor], dataloader_idx: int) -> list[Tensor]:
+        x, y = batch
+        return [(x.float() / 255.0 - self.mean) / self.std, y]
+
+
+@DATASETS.register("mnist")
+class MNIST(TorchvisionImages):
+    """Handwritten digits 0–9 (LeCun et al. 1998), ``torchvision.datasets.MNIST``."""
+
+    source = datasets.MNIST
+
+
+@DATASETS.register("fashion_mnist")
+class FashionMNIST(TorchvisionImages):
+    """Zalando's 10 clothing classes (Xiao et al. 2017), ``torchvision.datasets.FashionMNIST``."""
+
+    source = datasets.FashionMNIST
+
