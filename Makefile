@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STORE  := sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: setup run test ui lint fashion-mnist clean
+.PHONY: setup run test ui lint docs fashion-mnist clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: setup
 
 ui: setup
 	$(BIN)/python -m lossbench.ui --tracking-uri $(STORE)
+
+docs: setup  # regenerate the README's generated tables
+	$(BIN)/python -m lossbench.docs
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

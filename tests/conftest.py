@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LOSSBENCH_ROOT", str(ROOT))
@@ -61,6 +64,21 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     for folder, arr in arrays.items():
         write_idx_dir(data_dir / folder / "raw", arr)
     return data_dir, arrays
+
+
+CONF = ROOT / "conf"
+
+
+def compose_cfg(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """The config train.py would get, with HydraConfig set as in a real (single) run."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir or ROOT / "outputs" / "compose")
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # a task function gets the job config alone
+    return cfg
 
 
 def sqlite_uri(path: Path) -> str:

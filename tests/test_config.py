@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, sqlite_uri
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf, open_dict
 
+from conftest import CONF, ROOT, compose_cfg, sqlite_uri
 from lossbench import run
 from lossbench.data import DATASETS
 from lossbench.errors import LossbenchError
@@ -18,20 +17,6 @@ from lossbench.heads import HEADS
 from lossbench.losses import LOSSES
 from lossbench.models import MODELS
 from lossbench.tracking import resolve_tracking_uri
-
-CONF = ROOT / "conf"
-
-
-def compose_cfg(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """The config train.py would get, with HydraConfig set as in a real run."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir or ROOT / "outputs" / "compose")
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # a task function gets the job config alone
-    return cfg
 
 
 def test_defaults() -> None:
@@ -66,9 +51,10 @@ def test_relative_sqlite_uri_is_made_absolute(tmp_path: Path, monkeypatch) -> No
 )
 def test_every_option_is_registered_and_every_name_has_a_config(group, registry) -> None:
     options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-    assert options == sorted(registry.names())
-    for name in options:
-        assert OmegaConf.load(CONF / group / f"{name}.yaml").name == name
+    assert options == sorted([*registry.names(), *registry.aliases()])
+    for option in options:
+        cfg = compose_cfg([f"{group}={option}"])
+        assert cfg[group].name == registry.canonical(option)
 
 
 def test_quickstart_experiment_composes() -> None:
@@ -95,13 +81,14 @@ def test_refused_model_leaves_no_run(tmp_path: Path) -> None:
 
 
 def test_in_process_run_records_metrics(tmp_path: Path) -> None:
-    """One tiny multi-label run through run.train, in-process (no 10 s start-up)."""
+    """One tiny multi-label run through run.train, in-process (no 10 s start-up), with the
+    softmax head's default per-class thresholds tuned on the validation split."""
     store = tmp_path / "mlflow.db"
     cfg = compose_cfg(
         [
             "dataset=multilabel",
-            "head=sigmoid",
-            "loss=bce",
+            "head=softmax",
+            "loss=ce_onehot",
             "dataset.n_samples=400",
             "dataset.val_size=100",
             "dataset.test_size=100",
@@ -116,8 +103,12 @@ def test_in_process_run_records_metrics(tmp_path: Path) -> None:
     run_id = run.train(cfg)
     got = MlflowClient(sqlite_uri(store)).get_run(run_id)
     assert got.info.status == "FINISHED"
-    assert {"test/acc", "test/hamming_acc", "test/f1_macro", "val/hamming_acc"} <= set(
-        got.data.metrics
-    )
+    metrics = set(got.data.metrics)
+    assert {"test/acc", "test/hamming_acc", "test/f1_macro", "val/map", "test/map"} <= metrics
     assert 0.0 <= got.data.metrics["test/acc"] <= got.data.metrics["test/hamming_acc"] <= 1.0
     assert (tmp_path / "checkpoints").is_dir()
+    client = MlflowClient(sqlite_uri(store))
+    path = client.download_artifacts(run_id, "thresholds.json", str(tmp_path))
+    thresholds = json.loads(Path(path).read_text())["thresholds"]
+    assert len(thresholds) == cfg.dataset.n_classes
+    assert all(0.0 < t <= 1.0 for t in thresholds) and len(set(thresholds)) > 1

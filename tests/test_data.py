@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SIZES, TINY_VAL_SIZE, tiny_arrays, write_idx_dir
 
+from conftest import TINY_SIZES, TINY_VAL_SIZE, tiny_arrays, write_idx_dir
 from lossbench.data import make_datamodule
 from lossbench.errors import LossbenchError
 
@@ -148,3 +148,59 @@ def test_multilabel_is_deterministic_and_multi_hot(tmp_path: Path) -> None:
 def test_multilabel_needs_two_classes(tmp_path: Path) -> None:
     with pytest.raises(LossbenchError, match="n_classes=1: a classifier needs at least 2"):
         make_datamodule("multilabel", tmp_path, **{**MULTILABEL, "n_classes": 1})
+
+
+CANVASES = dict(
+    batch_size=16,
+    canvas=40,
+    max_items=3,
+    n_train=50,
+    n_val=20,
+    n_test=30,
+    seed=0,
+    val_size=TINY_VAL_SIZE,
+    split_seed=0,
+    download=False,
+    mean=0.06,
+    std=0.22,
+)
+
+
+def test_canvas_holds_the_pasted_item_and_its_class() -> None:
+    from lossbench.data.canvases import compose_canvases
+
+    labels = torch.arange(10)
+    images = (labels * 20 + 10).to(torch.uint8)[:, None, None, None].expand(10, 1, 28, 28)
+    gen = torch.Generator().manual_seed(0)
+    x, y = compose_canvases(images.contiguous(), labels, 200, 40, 1, 10, gen)
+    assert x.shape == (200, 1, 40, 40) and y.shape == (200, 10)
+    label = (x.amax(dim=(1, 2, 3)).long() - 10) // 20
+    assert torch.equal(y, torch.nn.functional.one_hot(label, 10).float())
+    assert ((x > 0).sum(dim=(1, 2, 3)) == 28 * 28).all()  # one whole item per canvas
+
+
+def test_canvases_from_tiny_mnist_are_deterministic(tiny_data) -> None:
+    data_dir, _ = tiny_data
+    a = make_datamodule("mnist_multilabel", data_dir, **CANVASES)
+    a.setup()
+    b = make_datamodule("mnist_multilabel", data_dir, **CANVASES)
+    b.setup()
+    c = make_datamodule("mnist_multilabel", data_dir, **{**CANVASES, "seed": 1})
+    c.setup()
+    assert {k: len(v) for k, v in a.splits.items()} == {"train": 50, "val": 20, "test": 30}
+    for split in a.splits:
+        assert torch.equal(a.splits[split].tensors[0], b.splits[split].tensors[0])
+        assert torch.equal(a.splits[split].tensors[1], b.splits[split].tensors[1])
+    assert not torch.equal(a.splits["train"].tensors[0], c.splits["train"].tensors[0])
+    x, y = a.splits["train"].tensors
+    assert x.dtype == torch.uint8 and x.shape[1:] == (1, 40, 40) == a.input_shape
+    assert ((y.sum(1) >= 1) & (y.sum(1) <= 3)).all()
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="Debian's dataset-fashion-mnist absent")
+def test_fashion_canvases_work_offline_from_debian(tmp_path: Path) -> None:
+    params = {**CANVASES, "val_size": 5000, "system_dir": str(DEBIAN_FASHION)}
+    data = make_datamodule("fashion_mnist_multilabel", tmp_path, **params)
+    data.prepare_data()
+    data.setup()
+    assert data.splits["test"].tensors[1].shape == (30, 10)

@@ -1,64 +1,176 @@
-"""Each valid head/loss pair's value equals its formula written out here."""
+"""Every loss against an independent reference: value and gradient in float64, stability at
+±100, the formula's reduction, and heads' predictions and tuned thresholds."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from lossbench import matrix
+from lossbench import matrix, stability
 from lossbench.heads import make_head
 from lossbench.losses import LOSSES, make_criterion
+from lossbench.metrics import tune_thresholds
 
-torch.manual_seed(0)
 N, C = 6, 4
-LOGITS = torch.randn(N, C, dtype=torch.float64) * 3
-INDICES = torch.randint(0, C, (N,))
-MULTI_HOT = (torch.rand(N, C) > 0.5).double()
-
-
-def softmax_ce(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """-1/N sum_i log(exp(z_iy) / sum_k exp(z_ik))."""
-    p = torch.exp(z) / torch.exp(z).sum(dim=1, keepdim=True)
-    return -torch.log(p[torch.arange(len(y)), y]).mean()
-
-
-def binary_ce(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """-1/(NC) sum_ic t log p + (1 - t) log(1 - p), p = 1 / (1 + exp(-z))."""
-    p = 1 / (1 + torch.exp(-z))
-    return -(t * torch.log(p) + (1 - t) * torch.log(1 - p)).mean()
+GEN = torch.Generator().manual_seed(0)
+LOGITS = torch.randn(N, C, generator=GEN, dtype=torch.float64) * 3
+INDICES = torch.randint(0, C, (N,), generator=GEN)
+MULTI_HOT = (torch.rand(N, C, generator=GEN) > 0.5).double()
+MULTI_HOT[0] = 0.0  # a sample without labels
+MULTI_HOT[1] = 1.0  # and one with every label
+PARAMS = {  # non-default parameters, so that they are exercised too
+    "ce": {"label_smoothing": 0.1},
+    "ce_onehot": {"label_smoothing": 0.1},
+    "bce_logits": {"pos_weight": [1.0, 2.0, 0.5, 3.0]},
+    "focal": {"gamma": 2.0, "alpha": 0.25},
+    "asl": {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05},
+    "hinge": {"p": 1, "margin": 1.0},
+}
 
 
 def one_hot(y: torch.Tensor) -> torch.Tensor:
-    t = torch.zeros(len(y), C, dtype=torch.float64)
-    t[torch.arange(len(y)), y] = 1.0
-    return t
+    return torch.eye(C, dtype=torch.float64)[y]
 
 
-FORMULAS = {
-    "ce": lambda z, y: softmax_ce(z, y),
-    "nll": lambda z, y: softmax_ce(z, y),
-    "bce": lambda z, y: binary_ce(z, one_hot(y) if y.ndim == 1 else y),
-    "bce_logits": lambda z, y: binary_ce(z, one_hot(y) if y.ndim == 1 else y),
-}
+def binary(y: torch.Tensor) -> torch.Tensor:
+    return one_hot(y) if y.ndim == 1 else y
+
+
+def probs(head: str, z: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(z, 1) if head == "softmax" else torch.sigmoid(z)
+
+
+def focal_formula(z, t, gamma, alpha):
+    """-a_t (1 - p_t)^gamma log p_t, mean over N·C (Lin et al. 2017, eq. 5)."""
+    p = torch.sigmoid(z)
+    p_t = torch.where(t == 1, p, 1 - p)
+    a_t = torch.where(t == 1, alpha, 1 - alpha)
+    return (-a_t * (1 - p_t) ** gamma * torch.log(p_t)).mean()
+
+
+def asl_elements(z, t, gamma_pos, gamma_neg, clip):
+    """Ridnik et al. 2021, eqs. 2 and 4: L+ = (1-p)^g+ log p, L- = p_m^g- log(1 - p_m)."""
+    p = torch.sigmoid(z)
+    p_m = torch.clamp(p - clip, min=0)
+    return -(
+        t * (1 - p) ** gamma_pos * torch.log(p) + (1 - t) * p_m**gamma_neg * torch.log(1 - p_m)
+    )
+
+
+def reference(head: str, loss: str, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The torch.nn functional where one exists, else the formula written out."""
+    kw = PARAMS.get(loss, {})
+    if loss == "ce":
+        return F.cross_entropy(z, y, **kw)
+    if loss == "ce_onehot":
+        t = binary(y)
+        t = t / t.sum(1, keepdim=True).clamp(min=1)
+        return F.cross_entropy(z, t, **kw)
+    if loss == "nll":
+        return F.nll_loss(F.log_softmax(z, 1), y)
+    if loss == "hinge":
+        return F.multi_margin_loss(z, y, **kw)
+    if loss == "bce":
+        return F.binary_cross_entropy(torch.sigmoid(z), binary(y))
+    if loss == "bce_logits":
+        w = torch.tensor(kw["pos_weight"], dtype=torch.float64)
+        return F.binary_cross_entropy_with_logits(z, binary(y), pos_weight=w)
+    if loss == "multilabel_soft_margin":
+        return F.multilabel_soft_margin_loss(z, binary(y))
+    if loss == "brier":
+        return ((probs(head, z) - binary(y)) ** 2).mean()
+    if loss == "focal":
+        return focal_formula(z, binary(y), **kw)
+    if loss == "asl":
+        return asl_elements(z, binary(y), **kw).mean()
+    raise AssertionError(f"no reference for {loss}: add one")
+
+
 VALID = [(t, h, loss) for t, h, loss, ok in matrix.table() if ok]
 
 
-def test_every_loss_has_a_formula_here() -> None:
-    assert set(FORMULAS) == set(LOSSES)
+def test_every_loss_is_valid_somewhere() -> None:
+    assert {loss for _, _, loss in VALID} == set(LOSSES.names())
 
 
 @pytest.mark.parametrize(("task", "head", "loss"), VALID)
-def test_criterion_equals_formula(task: str, head: str, loss: str) -> None:
+def test_value_and_gradient_equal_the_reference(task: str, head: str, loss: str) -> None:
     targets = INDICES if task == "multiclass" else MULTI_HOT
-    got = make_criterion(head, loss)(LOGITS, targets)
-    want = FORMULAS[loss](LOGITS, targets)
+    z1 = LOGITS.clone().requires_grad_()
+    z2 = LOGITS.clone().requires_grad_()
+    got = make_criterion(head, loss, **PARAMS.get(loss, {})).double()(z1, targets)
+    want = reference(head, loss, z2, targets)
     assert got.shape == ()
     torch.testing.assert_close(got, want)
+    got.backward()
+    want.backward()
+    torch.testing.assert_close(z1.grad, z2.grad)
 
 
-def test_sigmoid_on_multiclass_uses_one_vs_all_targets() -> None:
-    got = make_criterion("sigmoid", "bce_logits")(LOGITS, INDICES)
-    torch.testing.assert_close(got, binary_ce(LOGITS, one_hot(INDICES)))
+@pytest.mark.parametrize("loss", ["focal", "asl"])
+def test_hand_written_losses_pass_gradcheck(loss: str) -> None:
+    criterion = make_criterion("sigmoid", loss, **PARAMS[loss]).double()
+    z = LOGITS.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: criterion(x, MULTI_HOT), (z,))
+
+
+def test_asl_is_the_official_sum_divided_by_n_times_c() -> None:
+    kw = PARAMS["asl"]
+    official_sum = asl_elements(LOGITS, MULTI_HOT, **kw).sum()
+    ours = make_criterion("sigmoid", "asl", **kw).double()(LOGITS, MULTI_HOT)
+    torch.testing.assert_close(ours * N * C, official_sum)
+
+
+def test_keras_aliases_are_the_same_losses() -> None:
+    for alias, name in [
+        ("sparse_categorical_crossentropy", "ce"),
+        ("categorical_crossentropy", "ce_onehot"),
+        ("binary_crossentropy", "bce"),
+    ]:
+        head = "sigmoid" if name == "bce" else "softmax"
+        a = make_criterion(head, alias)(LOGITS, INDICES)
+        b = make_criterion(head, name)(LOGITS, INDICES)
+        torch.testing.assert_close(a, b)
+
+
+# Logits of ±100: row 0 confidently right, row 1 confidently wrong (targets 1,0 / 0,1).
+BIG = torch.tensor([[100.0, -100.0], [100.0, -100.0]])
+BIG_INDEX = torch.tensor([0, 1])
+BIG_BINARY = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+LOG_CLIP = math.log(0.05)
+LIMITS = {  # (head, loss, targets, analytic loss, analytic dL/dz)
+    "bce_logits": ("sigmoid", BIG_BINARY, 200 / 4, [[0, 0], [0.25, -0.25]]),
+    "ce": ("softmax", BIG_INDEX, 200 / 2, [[0, 0], [0.5, -0.5]]),
+    # a_t (1 - p_t)^2 * 100 for the two wrong elements: 0.75 * 100 and 0.25 * 100
+    "focal": ("sigmoid", BIG_BINARY, (75 + 25) / 4, [[0, 0], [0.75 / 4, -0.25 / 4]]),
+    # negative at z = 100: -(1 - clip)^4 log(clip); positive at z = -100: -log sigmoid(-100)
+    "asl": ("sigmoid", BIG_BINARY, (-(0.95**4) * LOG_CLIP + 100) / 4, [[0, 0], [0, -0.25]]),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("loss", list(LIMITS))
+def test_stable_at_large_logits(loss: str, dtype: torch.dtype) -> None:
+    head, targets, value, grad = LIMITS[loss]
+    params = {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05} if loss == "asl" else {}
+    z = BIG.to(dtype).detach().clone().requires_grad_()
+    target = targets if targets.dtype == torch.long else targets.to(dtype)
+    got = make_criterion(head, loss, **params)(z, target)
+    got.backward()
+    assert torch.isfinite(got) and torch.isfinite(z.grad).all()
+    torch.testing.assert_close(got.item(), value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z.grad, torch.tensor(grad, dtype=dtype), rtol=1e-5, atol=1e-6)
+
+
+def test_bce_on_probabilities_goes_flat_where_bce_logits_does_not() -> None:
+    rows = {(z, y): r for z, y, *r in stability.rows()}
+    exact, bce, bce_logits, exact_grad, bce_grad, logits_grad = rows[(20.0, 0)]
+    assert bce == pytest.approx(100.0)  # log(1 - 1) clamped to -100, instead of 20
+    assert bce_logits == pytest.approx(exact) and logits_grad == pytest.approx(exact_grad)
+    assert bce_grad == 0.0
 
 
 def test_predictions() -> None:
@@ -68,3 +180,20 @@ def test_predictions() -> None:
     assert make_head("sigmoid").predict(z, "multilabel").tolist() == [[1, 0, 1], [0, 0, 0]]
     high = make_head("sigmoid", threshold=0.7).predict(z, "multilabel")
     assert high.tolist() == [[1, 0, 0], [0, 0, 0]]  # sigmoid(0.5) = 0.62 < 0.7
+    per_class = make_head("sigmoid", threshold="tuned").predict(
+        z, "multilabel", torch.tensor([0.9, 0.2, 0.01])
+    )
+    assert per_class.tolist() == [[0, 1, 1], [0, 0, 1]]  # sigmoid(-2) = 0.12 < 0.2
+
+
+def test_thresholds_are_tuned_for_f1_per_class() -> None:
+    p = torch.tensor([[0.9, 0.1, 0.1], [0.8, 0.2, 0.2], [0.3, 0.3, 0.3], [0.2, 0.4, 0.4]])
+    y = torch.tensor([[1, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 1]])
+    assert tune_thresholds(p, y).tolist() == pytest.approx([0.8, 0.5, 0.4])
+
+
+def test_bad_threshold_is_refused() -> None:
+    from lossbench.errors import LossbenchError
+
+    with pytest.raises(LossbenchError, match="neither a probability in \\(0, 1\\) nor 'tuned'"):
+        make_head("sigmoid", threshold=1.5)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TINY_OVERRIDES, run_train, sqlite_uri
 from mlflow.tracking import MlflowClient
+
+from conftest import TINY_OVERRIDES, run_train, sqlite_uri
 
 METRICS = {
     "train/loss",
@@ -34,13 +35,13 @@ def check(proc) -> None:
 
 @pytest.fixture(scope="module")
 def per_dataset(tmp_path_factory, tiny_data):
-    """One multirun over the three datasets with sigmoid + bce_logits."""
+    """One multirun over the datasets with sigmoid + bce_logits."""
     tmp = tmp_path_factory.mktemp("per_dataset")
     data_dir, _ = tiny_data
     proc = run_train(
         tmp,
         data_dir,
-        "dataset=mnist,fashion_mnist,multilabel",
+        "dataset=mnist,fashion_mnist,multilabel,mnist_multilabel",
         "head=sigmoid",
         "loss=bce_logits",
         *TINY_OVERRIDES,
@@ -50,7 +51,7 @@ def per_dataset(tmp_path_factory, tiny_data):
     return tmp, proc
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "multilabel"])
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "multilabel", "mnist_multilabel"])
 def test_each_dataset_trains_and_is_recorded(per_dataset, dataset: str) -> None:
     tmp, _ = per_dataset
     runs = {r.info.run_name: r for r in runs_in(tmp / "mlflow.db")}
@@ -63,7 +64,8 @@ def test_each_dataset_trains_and_is_recorded(per_dataset, dataset: str) -> None:
         "bce_logits",
         "42",
     )
-    want = METRICS | ({"val/hamming_acc", "test/hamming_acc"} if dataset == "multilabel" else set())
+    multilabel = {"val/hamming_acc", "test/hamming_acc", "val/map", "test/map"}
+    want = METRICS | (multilabel if "multilabel" in dataset else set())
     assert want <= set(run.data.metrics)
     client = MlflowClient(sqlite_uri(tmp / "mlflow.db"))
     steps = client.get_metric_history(run.info.run_id, "train/loss")
@@ -85,9 +87,9 @@ def test_each_dataset_trains_and_is_recorded(per_dataset, dataset: str) -> None:
 def test_sweep_shares_one_store_and_sweep_id(per_dataset) -> None:
     tmp, proc = per_dataset
     runs = runs_in(tmp / "mlflow.db")
-    assert len(runs) == 3
+    assert len(runs) == 4
     assert len({r.data.tags["sweep_id"] for r in runs}) == 1
-    assert "3 runs in experiment 'lossbench'" in proc.stdout  # the closing summary table
+    assert "4 runs in experiment 'lossbench'" in proc.stdout  # the closing summary table
 
 
 def test_readme_example_runs_as_written(tmp_path: Path, tiny_data) -> None:

@@ -3,18 +3,20 @@
 The model always outputs raw logits ``z`` of shape (N, C). The head is the link function:
 
 * ``softmax``: ``p_c = exp(z_c) / sum_k exp(z_k)``, one distribution over mutually exclusive
-  classes; the prediction is ``argmax_c p_c``.
+  classes; a multi-class prediction is ``argmax_c p_c``.
 * ``sigmoid``: ``p_c = 1 / (1 + exp(-z_c))``, C independent Bernoulli probabilities
-  (one-vs-all); a multi-label prediction is ``p_c > threshold``, a multi-class one
-  ``argmax_c p_c``.
+  (one-vs-all); a multi-class prediction is ``argmax_c p_c``.
 
-Source: the seed tutorial (softmax for one label, sigmoid + threshold for several).
+A multi-label prediction is ``p_c >= t_c``: one ``threshold`` for all classes, or ``tuned``,
+per-class thresholds that maximise F1 on the validation split (set by the training module).
+Softmax probabilities sum to one, so a fixed 0.5 would predict at most one label: its default
+is ``tuned``. Source: the seed tutorial (softmax for one label, sigmoid + threshold for several).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,15 +27,35 @@ from lossbench.registry import Registry
 
 Task = Literal["multiclass", "multilabel"]
 Consumes = Literal["logits", "probs", "log_probs"]
+TUNED = "tuned"
 
 HEADS: Registry[type[Head]] = Registry("head")
 
 
 @dataclass(frozen=True)
 class Head:
-    """Base head. Subclasses give ``probs`` and ``log_probs``; ``name`` is the config name."""
+    """Base head. Subclasses give ``probs`` and ``log_probs``; ``name`` is the config name.
 
-    name = "head"
+    ``exclusive``: whether the probabilities sum to one (a single distribution over classes).
+    """
+
+    name: ClassVar[str] = "head"
+    exclusive: ClassVar[bool]
+    threshold: float | str = 0.5
+
+    def __post_init__(self) -> None:
+        ok = self.threshold == TUNED or (
+            isinstance(self.threshold, int | float) and 0.0 < self.threshold < 1.0
+        )
+        if not ok:
+            raise LossbenchError(
+                f"head.threshold={self.threshold!r} is neither a probability in (0, 1) nor "
+                f"'{TUNED}'; set e.g. `head.threshold=0.5` or `head.threshold={TUNED}`"
+            )
+
+    @property
+    def tuned(self) -> bool:
+        return self.threshold == TUNED
 
     def probs(self, logits: Tensor) -> Tensor:
         raise NotImplementedError
@@ -49,11 +71,16 @@ class Head:
             return self.probs(logits)
         return self.log_probs(logits)
 
-    def predict(self, logits: Tensor, task: Task) -> Tensor:
-        """Class indices (N,) for a multi-class task, a 0/1 matrix (N, C) for multi-label."""
+    def predict(self, logits: Tensor, task: Task, thresholds: Tensor | None = None) -> Tensor:
+        """Class indices (N,) for a multi-class task; a 0/1 matrix (N, C) for multi-label,
+        ``p >= thresholds`` (per class, as tuned) or ``p >= threshold``."""
         if task == "multiclass":
             return logits.argmax(dim=-1)
-        raise NotImplementedError(f"head {self.name!r} does not predict {task} targets")
+        if thresholds is None:
+            if self.tuned:
+                raise ValueError("head.threshold=tuned needs the tuned thresholds")
+            thresholds = torch.tensor(self.threshold)
+        return (self.probs(logits) >= thresholds.to(logits.device)).long()
 
 
 @HEADS.register("softmax")
@@ -61,7 +88,9 @@ class Head:
 class SoftmaxHead(Head):
     """``p = softmax(z)``: one distribution over mutually exclusive classes."""
 
-    name = "softmax"
+    name: ClassVar[str] = "softmax"
+    exclusive: ClassVar[bool] = True
+    threshold: float | str = TUNED
 
     def probs(self, logits: Tensor) -> Tensor:
         return torch.softmax(logits, dim=-1)
@@ -73,17 +102,10 @@ class SoftmaxHead(Head):
 @HEADS.register("sigmoid")
 @dataclass(frozen=True)
 class SigmoidHead(Head):
-    """``p_c = sigmoid(z_c)``: independent per-class probabilities, thresholded for multi-label."""
+    """``p_c = sigmoid(z_c)``: independent per-class probabilities."""
 
-    name = "sigmoid"
-    threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise LossbenchError(
-                f"head.threshold={self.threshold} is outside (0, 1); "
-                "set a probability such as `head.threshold=0.5`"
-            )
+    name: ClassVar[str] = "sigmoid"
+    exclusive: ClassVar[bool] = False
 
     def probs(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits)
@@ -91,12 +113,7 @@ class SigmoidHead(Head):
     def log_probs(self, logits: Tensor) -> Tensor:
         return F.logsigmoid(logits)
 
-    def predict(self, logits: Tensor, task: Task) -> Tensor:
-        if task == "multilabel":
-            return (self.probs(logits) > self.threshold).long()
-        return super().predict(logits, task)
 
-
-def make_head(name: str, **params: float) -> Head:
+def make_head(name: str, **params: float | str) -> Head:
     """The head registered under ``name``, built with its config parameters."""
     return HEADS[name](**params)

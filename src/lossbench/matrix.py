@@ -1,10 +1,13 @@
-"""Which (task, head, loss) triples make sense, derived from what each loss declares.
+"""Which (task, head, loss) triples make sense, derived from what each loss and head declare.
 
 A triple is valid when
-* the loss assumes the head's probability model (``loss.link == head``): ``ce``/``nll`` are
-  categorical (softmax), ``bce``/``bce_logits`` are one-vs-all Bernoulli (sigmoid); and
-* the task can give the loss its target form: class indices exist only for a multi-class task,
-  while one-hot targets can be made from class indices (one-vs-all) and multi-hot ones are given.
+* the loss fits the head's probability model (``head in loss.links``): ``ce``, ``nll``,
+  ``ce_onehot`` and ``hinge`` are categorical (softmax); ``bce``, ``bce_logits``, ``focal``,
+  ``asl`` and ``multilabel_soft_margin`` one-vs-all Bernoulli (sigmoid); ``brier`` fits both;
+* the task can give the loss its target form: class indices exist only for a multi-class task;
+  one-hot rows are made from class indices, multi-hot rows are given; and
+* on a multi-label task, a head whose probabilities sum to one (softmax) is only trained
+  towards a distribution (``ce_onehot``: the multi-hot row divided by its label count).
 
 ``python -m lossbench.matrix`` prints the table.
 """
@@ -18,10 +21,23 @@ from lossbench.losses import LOSSES
 TASKS: tuple[Task, ...] = ("multiclass", "multilabel")
 
 
+def _refusal(task: Task, head: str, loss: str) -> str | None:
+    """Why the triple is refused, or None when it is valid."""
+    spec, head_cls = LOSSES[loss], HEADS[head]
+    name = LOSSES.canonical(loss)
+    if head not in spec.links:
+        return f"{name} fits the {' or '.join(spec.links)} head"
+    if task == "multilabel" and spec.target == "index":
+        return f"{name} needs class-index targets, which a multi-label task does not have"
+    if task == "multilabel" and head_cls.exclusive and spec.target != "distribution":
+        return (
+            f"{head} probabilities sum to one, so they cannot match multi-hot targets with {name}"
+        )
+    return None
+
+
 def is_valid(task: Task, head: str, loss: str) -> bool:
-    spec = LOSSES[loss]
-    HEADS[head]  # unknown names fail with the registry's message
-    return spec.link == head and not (task == "multilabel" and spec.target == "index")
+    return _refusal(task, head, loss) is None
 
 
 def valid_losses(task: Task, head: str) -> list[str]:
@@ -30,14 +46,9 @@ def valid_losses(task: Task, head: str) -> list[str]:
 
 def check(task: Task, head: str, loss: str) -> None:
     """Raise :class:`InvalidPair` naming the valid losses unless the triple is valid."""
-    if is_valid(task, head, loss):
+    why = _refusal(task, head, loss)
+    if why is None:
         return
-    spec = LOSSES[loss]
-    why = (
-        f"it assumes the {spec.link} head"
-        if spec.link != head
-        else "it needs class-index targets, which a multi-label task does not have"
-    )
     allowed = valid_losses(task, head)
     fix = f"`loss={allowed[0]}`" if allowed else "another head"
     raise InvalidPair(
@@ -65,7 +76,8 @@ def markdown() -> str:
             ok = valid_losses(task, head)
             bad = [name for name in LOSSES if name not in ok]
             lines.append(f"| {task} | {head} | {', '.join(ok)} | {', '.join(bad)} |")
-    return "\n".join(lines)
+    aliases = ", ".join(f"`{a}` → `{n}`" for a, n in LOSSES.aliases().items())
+    return "\n".join(lines) + f"\n\nAliases: {aliases}."
 
 
 if __name__ == "__main__":

@@ -1,12 +1,18 @@
-"""The metric set per task (torchmetrics), under the names the MLflow runs use."""
+"""The metric set per task (torchmetrics), under the names the MLflow runs use, and the
+per-class threshold tuning for ``head.threshold=tuned``."""
 
 from __future__ import annotations
 
-from torchmetrics import MetricCollection
+import numpy as np
+import torch
+from sklearn.metrics import precision_recall_curve
+from torch import Tensor
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassF1Score,
     MultilabelAccuracy,
+    MultilabelAveragePrecision,
     MultilabelExactMatch,
     MultilabelF1Score,
 )
@@ -15,13 +21,14 @@ from lossbench.heads import Task
 
 
 def make_metrics(task: Task, num_classes: int, prefix: str) -> MetricCollection:
-    """``acc``, ``f1_macro``, ``f1_micro`` (+ ``hamming_acc`` for multi-label) behind ``prefix``.
+    """Metrics of hard predictions behind ``prefix``: ``acc``, ``f1_macro``, ``f1_micro``, and for
+    multi-label ``hamming_acc``.
 
     Multi-label ``acc`` is exact-match (subset) accuracy; ``hamming_acc`` is the fraction of
-    correct (sample, class) decisions. Metrics take the head's hard predictions.
+    correct (sample, class) decisions.
     """
     if task == "multiclass":
-        metrics = {
+        metrics: dict[str, Metric] = {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
             "f1_macro": MulticlassF1Score(num_classes, average="macro"),
             "f1_micro": MulticlassF1Score(num_classes, average="micro"),
@@ -34,3 +41,29 @@ def make_metrics(task: Task, num_classes: int, prefix: str) -> MetricCollection:
             "f1_micro": MultilabelF1Score(num_classes, average="micro"),
         }
     return MetricCollection(metrics, prefix=prefix)
+
+
+def make_score_metrics(task: Task, num_classes: int, prefix: str) -> MetricCollection:
+    """Threshold-free metrics of probabilities: multi-label ``map`` (macro average precision)."""
+    metrics = {"map": MultilabelAveragePrecision(num_classes, average="macro")}
+    return MetricCollection(metrics if task == "multilabel" else {}, prefix=prefix)
+
+
+def tune_thresholds(probs: Tensor, targets: Tensor, default: float = 0.5) -> Tensor:
+    """Per class c, the threshold t maximising F1 of ``p_c >= t`` on these samples.
+
+    Candidates are the scores themselves (``sklearn.metrics.precision_recall_curve``). A class
+    with no positive sample keeps ``default``.
+    """
+    p, y = probs.detach().float().cpu().numpy(), targets.detach().cpu().numpy()
+    out = np.full(p.shape[1], default, dtype=np.float32)
+    for c in range(p.shape[1]):
+        if y[:, c].sum() == 0:
+            continue
+        precision, recall, thresholds = precision_recall_curve(y[:, c], p[:, c])
+        denom = precision[:-1] + recall[:-1]
+        f1 = np.divide(
+            2 * precision[:-1] * recall[:-1], denom, out=np.zeros_like(denom), where=denom > 0
+        )
+        out[c] = thresholds[int(np.argmax(f1))]
+    return torch.from_numpy(out)

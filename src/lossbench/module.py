@@ -5,18 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import pytorch_lightning as pl
+import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from lossbench.heads import Head, Task
 from lossbench.losses import Criterion
-from lossbench.metrics import make_metrics
+from lossbench.metrics import make_metrics, make_score_metrics, tune_thresholds
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
 
 class Classifier(pl.LightningModule):
-    """Logs ``train/loss`` per step and ``train/loss_epoch``; ``{val,test}/loss`` and metrics."""
+    """Logs ``train/loss`` per step and ``train/loss_epoch``; ``{val,test}/loss`` and metrics.
+
+    Evaluation keeps the split's logits (small: N × C) and scores them at the epoch's end, so
+    that ``head.threshold=tuned`` can first choose per-class thresholds on the validation split.
+    The thresholds are a buffer: the checkpoint used for testing carries its own.
+    """
 
     def __init__(
         self,
@@ -33,8 +39,16 @@ class Classifier(pl.LightningModule):
         self.criterion = criterion
         self.task = task
         self.optimizer_factory = optimizer
-        self.val_metrics = make_metrics(task, num_classes, prefix="val/")
-        self.test_metrics = make_metrics(task, num_classes, prefix="test/")
+        self.metrics = nn.ModuleDict(
+            {s: make_metrics(task, num_classes, f"{s}/") for s in ("val", "test")}
+        )
+        self.score_metrics = nn.ModuleDict(
+            {s: make_score_metrics(task, num_classes, f"{s}/") for s in ("val", "test")}
+        )
+        self.thresholds: Tensor | None
+        tuned = head.tuned and task == "multilabel"
+        self.register_buffer("thresholds", torch.full((num_classes,), 0.5) if tuned else None)
+        self._outputs: list[tuple[Tensor, Tensor]] = []
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -49,16 +63,32 @@ class Classifier(pl.LightningModule):
     def _evaluate(self, batch: list[Tensor], stage: str) -> None:
         x, y = batch
         logits = self(x)
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        metrics.update(self.head.predict(logits, self.task), y.long())
         self.log(f"{stage}/loss", self.criterion(logits, y), prog_bar=stage == "val")
+        self._outputs.append((logits.detach(), y))
+
+    def _score(self, stage: str) -> None:
+        logits, y = (torch.cat(t) for t in zip(*self._outputs, strict=True))
+        self._outputs.clear()
+        if stage == "val" and self.thresholds is not None:
+            self.thresholds.copy_(tune_thresholds(self.head.probs(logits), y))
+        metrics, scores = self.metrics[stage], self.score_metrics[stage]
+        metrics.update(self.head.predict(logits, self.task, self.thresholds), y.long())
         self.log_dict(metrics, prog_bar=stage == "val")
+        if len(scores):
+            scores.update(self.head.probs(logits), y.long())
+            self.log_dict(scores)
 
     def validation_step(self, batch: list[Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
+    def on_validation_epoch_end(self) -> None:
+        self._score("val")
+
     def test_step(self, batch: list[Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._score("test")
 
     def configure_optimizers(self) -> Optimizer:
         return self.optimizer_factory(self.parameters())

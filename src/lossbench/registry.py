@@ -16,6 +16,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def add(obj: T) -> T:
@@ -26,9 +27,20 @@ class Registry(Generic[T]):
 
         return add
 
+    def alias(self, alias: str, name: str) -> None:
+        """Let ``alias`` (e.g. a Keras name) stand for the registered ``name``."""
+        self._aliases[alias] = name
+
+    def canonical(self, name: str) -> str:
+        """The registered name that ``name`` is, or stands for."""
+        return self._aliases.get(name, name)
+
+    def aliases(self) -> dict[str, str]:
+        return dict(self._aliases)
+
     def __getitem__(self, name: str) -> T:
         try:
-            return self._items[name]
+            return self._items[self.canonical(name)]
         except KeyError:
             raise LossbenchError(
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())} "
@@ -36,7 +48,7 @@ class Registry(Generic[T]):
             ) from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)

@@ -92,6 +92,8 @@ def train(cfg: DictConfig) -> str:
         trainer.test(
             module, datamodule=data, ckpt_path=checkpoint.best_model_path or None, verbose=False
         )
+        if module.thresholds is not None:  # head.threshold=tuned: those of the tested weights
+            tracking.log_thresholds(logger, module.thresholds.tolist())
         tracking.log_loss_curves(logger)
         status = "FINISHED"
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)

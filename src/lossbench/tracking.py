@@ -13,6 +13,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 LOSS_CURVES = "loss_curves.png"
 CONFIG_ARTIFACT = "config.yaml"
+THRESHOLDS = "thresholds.json"
 
 
 def resolve_tracking_uri(uri: str) -> str:
@@ -66,6 +67,11 @@ def log_config(logger: MLFlowLogger, params: Mapping[str, Any], yaml_text: str) 
     """The resolved config as params (flattened with ``/``) and as ``config.yaml``."""
     logger.log_hyperparams(dict(params))
     logger.experiment.log_text(logger.run_id, yaml_text, CONFIG_ARTIFACT)
+
+
+def log_thresholds(logger: MLFlowLogger, thresholds: list[float]) -> None:
+    """Per-class decision thresholds tuned on the validation split, as ``thresholds.json``."""
+    logger.experiment.log_dict(logger.run_id, {"thresholds": thresholds}, THRESHOLDS)
 
 
 def log_loss_curves(logger: MLFlowLogger) -> None:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from lossbench.errors import LossbenchError
 from lossbench.heads import Task
 from lossbench.registry import Registry
 
@@ -28,12 +29,21 @@ class ClassificationData(pl.LightningDataModule):
 
     ``target`` is a class index (multi-class) or a multi-hot float row (multi-label).
     Subclasses set ``task`` and implement ``input_shape``, ``num_classes``, ``load_splits``.
+    Image inputs stay uint8 in memory; :meth:`on_after_batch_transfer` scales them on the
+    device as ``(x / 255 - mean) / std``.
     """
 
     task: ClassVar[Task]
+    mean: float = 0.0
+    std: float = 1.0
 
     def __init__(self, data_dir: str | Path, batch_size: int) -> None:
         super().__init__()
+        if batch_size < 1:
+            raise LossbenchError(
+                f"dataset.batch_size={batch_size}: a batch needs at least one sample; "
+                "set e.g. `dataset.batch_size=128`"
+            )
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.splits: dict[str, TensorDataset] = {}
@@ -65,6 +75,12 @@ class ClassificationData(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def on_after_batch_transfer(self, batch: list[Tensor], dataloader_idx: int) -> list[Tensor]:
+        x, y = batch
+        if x.dtype == torch.uint8:
+            x = (x.float() / 255.0 - self.mean) / self.std
+        return [x, y]
 
 
 def make_datamodule(name: str, data_dir: str | Path, **params: Any) -> ClassificationData:

@@ -26,11 +26,7 @@ OFFLINE_HINT = (
 
 
 class TorchvisionImages(ClassificationData):
-    """A torchvision MNIST-format set: 60k train images (val carved out) and 10k test images.
-
-    Pixels stay uint8 in memory; :meth:`on_after_batch_transfer` scales them on the device as
-    ``(x / 255 - mean) / std``.
-    """
+    """A torchvision MNIST-format set: 60k train images (val carved out) and 10k test images."""
 
     task = "multiclass"
     source: ClassVar[type[datasets.MNIST]]
@@ -120,10 +116,6 @@ class TorchvisionImages(ClassificationData):
         val, train = split_indices(len(x), [self.val_size, len(x) - self.val_size], self.split_seed)
         return {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": self._read(False)}
 
-    def on_after_batch_transfer(self, batch: list[Tensor], dataloader_idx: int) -> list[Tensor]:
-        x, y = batch
-        return [(x.float() / 255.0 - self.mean) / self.std, y]
-
 
 @DATASETS.register("mnist")
 class MNIST(TorchvisionImages):
@@ -137,4 +129,3 @@ class FashionMNIST(TorchvisionImages):
     """Zalando's 10 clothing classes (Xiao et al. 2017), ``torchvision.datasets.FashionMNIST``."""
 
     source = datasets.FashionMNIST
-

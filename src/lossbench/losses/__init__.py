@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lossbench.heads import Head, make_head
-from lossbench.losses import binary, cross_entropy  # noqa: F401  (registers the losses)
+from lossbench.losses import binary, cross_entropy, squared  # noqa: F401  (registers the losses)
 from lossbench.losses.base import LOSSES, Loss
 
 __all__ = ["LOSSES", "Criterion", "Loss", "make_criterion"]
+
+# Keras' names for the same losses.
+LOSSES.alias("sparse_categorical_crossentropy", "ce")
+LOSSES.alias("categorical_crossentropy", "ce_onehot")
+LOSSES.alias("binary_crossentropy", "bce")
 
 
 class Criterion(nn.Module):
     """``(logits (N, C), targets) -> scalar``: feeds a loss what it consumes.
 
     The head turns logits into what the loss takes (logits, probabilities or log-probabilities);
-    class-index targets (N,) become one-hot rows when the loss wants binary targets.
+    targets become the loss's form: class indices (N,) stay, or become one-hot rows; multi-hot
+    rows (N, C) stay binary, or are divided by their label count for a ``distribution`` loss.
     """
 
     def __init__(self, head: Head, loss: Loss) -> None:
@@ -24,17 +31,22 @@ class Criterion(nn.Module):
         self.head = head
         self.loss = loss
 
+    def targets(self, targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+        if self.loss.target == "index":
+            return targets
+        rows = F.one_hot(targets, num_classes) if targets.ndim == 1 else targets
+        rows = rows.to(dtype)
+        if self.loss.target == "distribution":
+            rows = rows / rows.sum(dim=1, keepdim=True).clamp(min=1)
+        return rows
+
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         inputs = self.head.transform(logits, self.loss.consumes)
-        if self.loss.target == "binary":
-            if targets.ndim == 1:
-                targets = F.one_hot(targets, num_classes=logits.shape[-1])
-            targets = targets.to(inputs.dtype)
-        return self.loss(inputs, targets)
+        return self.loss(inputs, self.targets(targets, logits.shape[-1], inputs.dtype))
 
 
 def make_criterion(head: str | Head, loss: str, **params: object) -> Criterion:
-    """The training criterion for a head and a registered loss built with ``params``.
+    """The training criterion for a head and a registered loss (or alias) built with ``params``.
 
     The pairing is checked by :mod:`lossbench.matrix` before a run; here only the names are.
     """

@@ -9,18 +9,23 @@ from torch import nn
 from lossbench.heads import Consumes
 from lossbench.registry import Registry
 
-Target = Literal["index", "binary"]
+Target = Literal["index", "binary", "distribution"]
 
 
 class Loss(nn.Module):
-    """Mixin of declarations for a registered loss.
+    """Declarations of a registered loss (a mixin for ``nn.Module`` losses).
 
-    ``link``: the head whose probability model the loss assumes (``softmax`` or ``sigmoid``).
-    ``consumes``: what its ``forward`` takes: ``logits``, ``probs`` or ``log_probs``.
-    ``target``: ``index`` (class indices, shape (N,)) or ``binary`` (one-hot / multi-hot, (N, C)).
+    ``links``: the heads whose probability model the loss fits (``softmax``, ``sigmoid``).
+    ``consumes``: what ``forward`` takes: ``logits``, ``probs`` or ``log_probs`` of the head.
+    ``target``: ``index`` (class indices (N,), multi-class only), ``binary`` (one-hot /
+    multi-hot (N, C)) or ``distribution`` (rows summing to one: one-hot, or a multi-hot row
+    divided by its number of labels).
+
+    Every loss reduces by the mean: over samples, and over classes too for per-class losses,
+    as ``torch.nn`` losses do by default.
     """
 
-    link: ClassVar[str]
+    links: ClassVar[tuple[str, ...]]
     consumes: ClassVar[Consumes]
     target: ClassVar[Target]
 

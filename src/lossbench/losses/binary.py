@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from torch import nn
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import sigmoid_focal_loss
 
 from lossbench.losses.base import LOSSES, Loss
 
@@ -12,21 +16,96 @@ class BinaryCrossEntropy(Loss, nn.BCELoss):
     """``L = -1/(NC) sum_{i,c} [y_ic log p_ic + (1 - y_ic) log(1 - p_ic)]``, ``p = sigmoid(z)``.
 
     ``torch.nn.BCELoss`` on probabilities (Keras' ``binary_crossentropy``). PyTorch clamps
-    ``log`` at -100, so once a sigmoid saturates the loss and its gradient flatten out; prefer
-    ``bce_logits`` (see the seed tutorial on numerical stability).
+    ``log`` at -100, and float32 ``sigmoid(z)`` rounds to 1 from z ≈ 17: there the loss and its
+    gradient go flat. Prefer ``bce_logits`` (the README measures the difference).
     """
 
-    link = "sigmoid"
+    links = ("sigmoid",)
     consumes = "probs"
     target = "binary"
 
 
 @LOSSES.register("bce_logits")
 class BinaryCrossEntropyWithLogits(Loss, nn.BCEWithLogitsLoss):
-    """The same ``L`` as ``bce``, computed from logits as
-    ``max(z, 0) - z y + log(1 + exp(-|z|))`` (``torch.nn.BCEWithLogitsLoss``): stable for any z.
+    """The ``bce`` formula computed from logits as ``max(z, 0) - z y + log(1 + exp(-|z|))``,
+    optionally with ``pos_weight`` w on the positive term: ``-w y log p - (1 - y) log(1 - p)``.
+
+    ``torch.nn.BCEWithLogitsLoss``: stable for any z. ``pos_weight``: null, one number, or one
+    number per class.
     """
 
-    link = "sigmoid"
+    links = ("sigmoid",)
     consumes = "logits"
     target = "binary"
+
+    def __init__(self, pos_weight: float | Sequence[float] | None = None) -> None:
+        weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float)
+        super().__init__(pos_weight=weight)
+
+
+@LOSSES.register("multilabel_soft_margin")
+class MultiLabelSoftMargin(Loss, nn.MultiLabelSoftMarginLoss):
+    """``L = -1/N sum_i 1/C sum_c [y_ic log sigmoid(z_ic) + (1 - y_ic) log sigmoid(-z_ic)]``.
+
+    ``torch.nn.MultiLabelSoftMarginLoss``: the same value as ``bce_logits``, reached through a
+    different kernel (mean over classes per sample, then over samples).
+    """
+
+    links = ("sigmoid",)
+    consumes = "logits"
+    target = "binary"
+
+
+@LOSSES.register("focal")
+class SigmoidFocal(Loss):
+    """Focal loss, Lin et al. 2017 (RetinaNet), ``torchvision.ops.sigmoid_focal_loss``:
+
+    ``L = 1/(NC) sum_{i,c} -a_t (1 - p_t)^gamma log p_t``, ``p_t = p`` if ``y = 1`` else
+    ``1 - p``, ``a_t = alpha`` if ``y = 1`` else ``1 - alpha`` (``alpha = -1``: no weighting).
+    ``log p_t`` comes from ``binary_cross_entropy_with_logits``, so it is stable.
+    """
+
+    links = ("sigmoid",)
+    consumes = "logits"
+    target = "binary"
+
+    def __init__(self, gamma: float = 2.0, alpha: float = 0.25) -> None:
+        super().__init__()
+        self.gamma, self.alpha = gamma, alpha
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return sigmoid_focal_loss(logits, target, self.alpha, self.gamma, reduction="mean")
+
+
+@LOSSES.register("asl")
+class AsymmetricLoss(Loss):
+    """Asymmetric loss, Ridnik et al. 2021 ("Asymmetric Loss For Multi-Label Classification"):
+
+    ``L = 1/(NC) sum_{i,c} -[y (1 - p)^g+ log p + (1 - y) p_m^g- log(1 - p_m)]`` with
+    ``p = sigmoid(z)`` and the shifted probability ``p_m = max(p - clip, 0)`` for negatives.
+
+    Reduction: the mean over N·C elements. The official code (``AsymmetricLossOptimized``)
+    returns the *sum*, N·C times this value; a learning rate tuned there is N·C times smaller
+    here. Logs are taken in log-space (``logsigmoid``) instead of the official ``clamp(eps)``,
+    so values and gradients stay exact for large |z|.
+    """
+
+    links = ("sigmoid",)
+    consumes = "logits"
+    target = "binary"
+
+    def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05) -> None:
+        super().__init__()
+        self.gamma_pos, self.gamma_neg, self.clip = gamma_pos, gamma_neg, clip
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        log_p = nn.functional.logsigmoid(logits)
+        if self.clip > 0:
+            p_m = (torch.sigmoid(logits) - self.clip).clamp(min=0)
+            log_not_p_m = torch.log((torch.sigmoid(-logits) + self.clip).clamp(max=1))
+        else:
+            p_m = torch.sigmoid(logits)
+            log_not_p_m = nn.functional.logsigmoid(-logits)
+        positive = torch.sigmoid(-logits).pow(self.gamma_pos) * log_p
+        negative = p_m.pow(self.gamma_neg) * log_not_p_m
+        return -(target * positive + (1 - target) * negative).mean()

@@ -11,13 +11,29 @@ from lossbench.losses.base import LOSSES, Loss
 class CrossEntropy(Loss, nn.CrossEntropyLoss):
     """``L = -1/N sum_i log softmax(z_i)[y_i]`` on logits ``z`` and class indices ``y``.
 
-    ``torch.nn.CrossEntropyLoss`` (log-sum-exp inside, so stable for any logits); Keras'
-    ``sparse_categorical_crossentropy``.
+    ``torch.nn.CrossEntropyLoss`` (log-sum-exp inside, stable for any logits); Keras'
+    ``sparse_categorical_crossentropy``. ``label_smoothing`` ε mixes the target with the
+    uniform distribution: ``(1 - ε) onehot(y) + ε / C`` (Szegedy et al. 2016).
     """
 
-    link = "softmax"
+    links = ("softmax",)
     consumes = "logits"
     target = "index"
+
+
+@LOSSES.register("ce_onehot")
+class CrossEntropyOneHot(Loss, nn.CrossEntropyLoss):
+    """``L = -1/N sum_i sum_c t_ic log softmax(z_i)_c`` with target rows ``t_i`` summing to 1.
+
+    ``torch.nn.CrossEntropyLoss`` with probability targets; Keras' ``categorical_crossentropy``.
+    Multi-class: ``t`` is one-hot. Multi-label: the multi-hot row divided by its number of
+    labels (the softmax baseline of Mahajan et al. 2018, "Exploring the Limits of Weakly
+    Supervised Pretraining"); a row without labels contributes 0.
+    """
+
+    links = ("softmax",)
+    consumes = "logits"
+    target = "distribution"
 
 
 @LOSSES.register("nll")
@@ -27,6 +43,19 @@ class NegativeLogLikelihood(Loss, nn.NLLLoss):
     ``torch.nn.NLLLoss``; with ``log_softmax`` in front it equals ``ce``.
     """
 
-    link = "softmax"
+    links = ("softmax",)
     consumes = "log_probs"
+    target = "index"
+
+
+@LOSSES.register("hinge")
+class MultiClassHinge(Loss, nn.MultiMarginLoss):
+    """``L = 1/N sum_i 1/C sum_{c != y_i} max(0, margin - z_iy_i + z_ic)^p``: the multi-class
+    hinge of Weston & Watkins (1999), ``torch.nn.MultiMarginLoss`` (``p``, ``margin``).
+    Logits act as scores, not probabilities; it goes with the single-label (softmax) head,
+    whose argmax predicts.
+    """
+
+    links = ("softmax",)
+    consumes = "logits"
     target = "index"
