@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STORE  := sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: setup run test ui lint docs fashion-mnist clean
+.PHONY: setup run test bench ui lint docs fashion-mnist clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+bench: setup  # throughput ratios (bare PyTorch / Lightning floor / lossbench / naive) + a grid
+	$(BIN)/python -m lossbench.bench --repeats 5 --grid
 
 ui: setup
 	$(BIN)/python -m lossbench.ui --tracking-uri $(STORE)

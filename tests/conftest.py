@@ -4,34 +4,22 @@ from __future__ import annotations
 
 import gzip
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+from lossbench.config import ROOT, compose_run_config
+from lossbench.data.idx import IDX_FILES
+from lossbench.data.idx import write_idx_dir as write_idx
+
 os.environ.setdefault("LOSSBENCH_ROOT", str(ROOT))
 
-IDX_FILES = {  # torchvision's raw file names → (split, images?)
-    "train-images-idx3-ubyte": ("train", True),
-    "train-labels-idx1-ubyte": ("train", False),
-    "t10k-images-idx3-ubyte": ("test", True),
-    "t10k-labels-idx1-ubyte": ("test", False),
-}
 TINY_SIZES = {"train": 256, "test": 64}
 TINY_VAL_SIZE = 56
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The IDX encoding (LeCun's format) of a uint8 array: magic 0x0000 08 <ndim>, sizes, data."""
-    header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
 
 
 def tiny_arrays(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -47,13 +35,13 @@ def tiny_arrays(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def write_idx_dir(directory: Path, arrays: dict, gz: bool = False) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, (split, is_images) in IDX_FILES.items():
-        data = idx_bytes(arrays[split][0 if is_images else 1])
-        if gz:
-            (directory / f"{name}.gz").write_bytes(gzip.compress(data))
-        else:
-            (directory / name).write_bytes(data)
+    """torchvision's raw files (lossbench's writer), gzipped like Debian's copy if ``gz``."""
+    write_idx(directory, arrays)
+    if gz:
+        for name in IDX_FILES:
+            raw = directory / name
+            (directory / f"{name}.gz").write_bytes(gzip.compress(raw.read_bytes()))
+            raw.unlink()
 
 
 @pytest.fixture(scope="session")
@@ -66,19 +54,8 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     return data_dir, arrays
 
 
-CONF = ROOT / "conf"
-
-
 def compose_cfg(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """The config train.py would get, with HydraConfig set as in a real (single) run."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir or ROOT / "outputs" / "compose")
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # a task function gets the job config alone
-    return cfg
+    return compose_run_config(overrides, output_dir or ROOT / "outputs" / "compose")
 
 
 def sqlite_uri(path: Path) -> str:

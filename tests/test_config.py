@@ -9,8 +9,9 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from mlflow.tracking import MlflowClient
 
-from conftest import CONF, ROOT, compose_cfg, sqlite_uri
+from conftest import ROOT, compose_cfg, sqlite_uri
 from lossbench import run
+from lossbench.config import CONF
 from lossbench.data import DATASETS
 from lossbench.errors import LossbenchError
 from lossbench.heads import HEADS

@@ -204,3 +204,61 @@ def test_fashion_canvases_work_offline_from_debian(tmp_path: Path) -> None:
     data.prepare_data()
     data.setup()
     assert data.splits["test"].tensors[1].shape == (30, 10)
+
+
+def torchvision_test_split(source, root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The naive path: torchvision's dataset, one PIL image at a time through ToTensor."""
+    from torchvision.transforms import ToTensor
+
+    ds = source(str(root), train=False, download=False, transform=ToTensor())
+    xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)
+    return torch.stack(xs), torch.tensor(ys)
+
+
+def fast_test_split(data) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fast path: index-slice batches, scaled on the device by the data module's hook."""
+    batches = [data.on_after_batch_transfer(b, 0) for b in data.test_dataloader()]
+    return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+
+
+def test_fast_path_equals_torchvision_loader_on_idx_files(tiny_data) -> None:
+    from torchvision.datasets import MNIST
+
+    data_dir, _ = tiny_data
+    data = image_data("mnist", data_dir, mean=0.0, std=1.0)
+    x, y = fast_test_split(data)
+    want_x, want_y = torchvision_test_split(MNIST, data_dir)
+    assert torch.equal(x, want_x) and torch.equal(y, want_y)
+    assert (data_dir / "MNIST" / "lossbench" / "test.pt").is_file()  # the decoded cache
+    again = image_data("mnist", data_dir, mean=0.0, std=1.0)  # now read from the cache
+    assert torch.equal(fast_test_split(again)[0], x)
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="Debian's dataset-fashion-mnist absent")
+def test_fast_path_equals_torchvision_loader_on_fashion_mnist(tmp_path: Path) -> None:
+    from torchvision.datasets import FashionMNIST
+
+    data = image_data(
+        "fashion_mnist", tmp_path, val_size=5000, system_dir=str(DEBIAN_FASHION), mean=0, std=1
+    )
+    x, y = fast_test_split(data)
+    want_x, want_y = torchvision_test_split(FashionMNIST, tmp_path)
+    assert x.shape == (10000, 1, 28, 28)
+    assert torch.equal(x, want_x) and torch.equal(y, want_y)
+
+
+def test_shuffled_order_is_fixed_by_the_seed(tiny_data) -> None:
+    data_dir, _ = tiny_data
+
+    def epochs(seed: int) -> list[torch.Tensor]:
+        data = make_datamodule("mnist", data_dir, shuffle_seed=seed, **IMAGE_PARAMS)
+        data.setup()
+        loader = data.train_dataloader()
+        return [y for _ in range(2) for _, y in loader]  # two epochs of label batches
+
+    a, b, c = epochs(1), epochs(1), epochs(2)
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a, c, strict=True))
+    half = len(a) // 2
+    assert not all(torch.equal(p, q) for p, q in zip(a[:half], a[half:], strict=True))
+    assert sum(len(y) for y in a[:half]) == TINY_SIZES["train"] - TINY_VAL_SIZE

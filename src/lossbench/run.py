@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from lossbench import matrix, tracking
 from lossbench.data import DATASETS, make_datamodule
@@ -42,8 +45,10 @@ def _sweep_id() -> str | None:
     return None
 
 
-def train(cfg: DictConfig) -> str:
+def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     """Train and test one configuration; return its MLflow run id.
+
+    ``callbacks`` are added to the Trainer's (the benchmark times training with one).
 
     Everything that can be refused (names, the head/loss pair, missing data) is checked before
     the MLflow run is opened, so a refused config leaves nothing in the store.
@@ -55,14 +60,19 @@ def train(cfg: DictConfig) -> str:
     task = DATASETS[dataset].task
     matrix.check(task, head_name, loss_name)
 
+    clock = {"start": time.perf_counter()}
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     head = make_head(head_name, **head_params)
     criterion = make_criterion(head, loss_name, **loss_params)
-    data = make_datamodule(dataset, Path(cfg.data_dir).resolve(), **data_params)
+    data = make_datamodule(dataset, Path(cfg.data_dir).resolve(), cfg.seed, **data_params)
     data.prepare_data()
+    data.setup("fit")
+    clock["data"] = time.perf_counter()
     model = make_model(model_name, data.input_shape, data.num_classes, **model_params)
+    if cfg.compile:
+        model = torch.compile(model)
     module = Classifier(model, head, criterion, task, data.num_classes, instantiate(cfg.optimizer))
-    callbacks, show_bar = progress_callbacks(cfg.progress_bar)
+    progress, show_bar = progress_callbacks(cfg.progress_bar)
     checkpoint = ModelCheckpoint(
         dirpath=Path(cfg.output_dir).resolve() / "checkpoints", **cfg.checkpoint
     )
@@ -79,7 +89,7 @@ def train(cfg: DictConfig) -> str:
     trainer: pl.Trainer = instantiate(  # bad Trainer arguments fail here, before the run opens
         cfg.trainer,
         logger=logger,
-        callbacks=[*callbacks, checkpoint],
+        callbacks=[*progress, checkpoint, *callbacks],
         enable_progress_bar=show_bar,
     )
     log.info("run %s (%s) → %s", name, logger.run_id, logger.experiment.tracking_uri)
@@ -88,13 +98,17 @@ def train(cfg: DictConfig) -> str:
         tracking.log_config(
             logger, OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True)
         )
+        clock["fit_start"] = time.perf_counter()
         trainer.fit(module, datamodule=data)
+        clock["fit"] = time.perf_counter()
         trainer.test(
             module, datamodule=data, ckpt_path=checkpoint.best_model_path or None, verbose=False
         )
+        clock["test"] = time.perf_counter()
         if module.thresholds is not None:  # head.threshold=tuned: those of the tested weights
             tracking.log_thresholds(logger, module.thresholds.tolist())
         tracking.log_loss_curves(logger)
+        tracking.log_timings(logger, clock)
         status = "FINISHED"
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
         status = "KILLED"

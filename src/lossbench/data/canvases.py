@@ -72,8 +72,9 @@ class Canvases(ClassificationData):
         mean: float,
         std: float,
         system_dir: str | None = None,
+        shuffle_seed: int = 0,
     ) -> None:
-        super().__init__(data_dir, batch_size)
+        super().__init__(data_dir, batch_size, shuffle_seed)
         self.source = self.source_cls(
             data_dir, batch_size, val_size, split_seed, download, 0.0, 1.0, system_dir
         )

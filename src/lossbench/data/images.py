@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST through torchvision's own loaders, held as uint8 tensors.
+"""MNIST and Fashion-MNIST through torchvision's own loaders, held (and cached) as uint8 tensors.
 
 Files live in torchvision's layout, ``<data_dir>/<MNIST|FashionMNIST>/raw/*-idx?-ubyte``.
 Where they are missing, a ``system_dir`` of gzipped IDX files (Debian's
@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 from torchvision import datasets
 
@@ -41,8 +42,9 @@ class TorchvisionImages(ClassificationData):
         mean: float,
         std: float,
         system_dir: str | None = None,
+        shuffle_seed: int = 0,
     ) -> None:
-        super().__init__(data_dir, batch_size)
+        super().__init__(data_dir, batch_size, shuffle_seed)
         self.val_size = val_size
         self.split_seed = split_seed
         self.download = download
@@ -102,8 +104,18 @@ class TorchvisionImages(ClassificationData):
         )
 
     def _read(self, train: bool) -> tuple[Tensor, Tensor]:
+        """``(images (N, 1, 28, 28) uint8, labels)``, decoded by torchvision once, then cached
+        as tensors in ``<data_dir>/<set>/lossbench/`` (rebuilt when a raw file is newer)."""
+        cache = self.raw_dir.parent / "lossbench" / f"{'train' if train else 'test'}.pt"
+        newest_raw = max(f.stat().st_mtime for f in self.raw_files())
+        if cache.is_file() and cache.stat().st_mtime >= newest_raw:
+            return torch.load(cache)
         ds = self.source(str(self.data_dir), train=train, download=False)
-        return ds.data.unsqueeze(1).contiguous(), ds.targets.long()
+        tensors = ds.data.unsqueeze(1).contiguous(), ds.targets.long()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(tensors, cache.with_suffix(".part"))
+        cache.with_suffix(".part").replace(cache)
+        return tensors
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         self.prepare_data()

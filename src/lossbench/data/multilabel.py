@@ -35,8 +35,9 @@ class SyntheticMultilabel(ClassificationData):
         seed: int,
         val_size: int,
         test_size: int,
+        shuffle_seed: int = 0,
     ) -> None:
-        super().__init__(data_dir, batch_size)
+        super().__init__(data_dir, batch_size, shuffle_seed)
         if n_classes < 2:
             raise LossbenchError(
                 f"dataset.n_classes={n_classes}: a classifier needs at least 2 classes; "
