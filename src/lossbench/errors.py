@@ -9,3 +9,20 @@ class LossbenchError(Exception):
 
 class InvalidPair(LossbenchError):
     """A (task, head, loss) triple the matrix refuses; a multirun skips it and goes on."""
+
+
+class AlreadyDone(LossbenchError):
+    """A sweep job whose exact config already has a FINISHED run; skipped unless rerun=true."""
+
+
+class NonFiniteLoss(LossbenchError):
+    """The training loss became NaN or infinite: the run stops and is recorded FAILED."""
+
+    exit_code = 1
+
+    def __init__(self, step: int) -> None:
+        super().__init__(
+            f"the training loss became NaN or infinite at step {step}; the run is recorded "
+            "FAILED. Fix: lower optimizer.lr, or check the data and the loss parameters"
+        )
+        self.step = step

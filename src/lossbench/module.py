@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from lossbench.errors import NonFiniteLoss
 from lossbench.heads import Head, Task
 from lossbench.losses import Criterion
 from lossbench.metrics import make_metrics, make_score_metrics, tune_thresholds
@@ -50,6 +51,7 @@ class Classifier(pl.LightningModule):
             {s: make_score_metrics(task, num_classes, f"{s}/") for s in ("val", "test")}
         )
         self.register_buffer("_loss_sum", torch.zeros(2), persistent=False)  # (sum, count)
+        self.register_buffer("_first_nonfinite", torch.tensor(-1), persistent=False)
         self.thresholds: Tensor | None
         tuned = head.tuned and task == "multilabel"
         self.register_buffer("thresholds", torch.full((num_classes,), 0.5) if tuned else None)
@@ -61,15 +63,32 @@ class Classifier(pl.LightningModule):
     def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         loss = self.criterion(self(x), y)
+        self._check_finite(loss)
         self._loss_sum += torch.stack([loss.detach() * len(y), loss.new_tensor(len(y))])
         if self.trainer._logger_connector.should_update_logs:  # Lightning's own "log now"
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last batch
+            total, count = self._loss_sum
+            self.log(
+                "train/loss_epoch", total / count, on_step=False, on_epoch=True, sync_dist=True
+            )
+            self._loss_sum.zero_()
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        total, count = self.all_gather(self._loss_sum).reshape(-1, 2).sum(0)
-        self.log("train/loss_epoch", total / count, rank_zero_only=True)
-        self._loss_sum.zero_()
+    def _check_finite(self, loss: Tensor) -> None:
+        """Stop at a NaN/inf loss, before its backward pass. On a CPU the check is free and done
+        every step; on an accelerator the first bad step is kept on the device and read on the
+        steps Lightning logs anyway, to avoid a host sync per step."""
+        bad = ~torch.isfinite(loss)
+        if loss.device.type == "cpu":
+            if bad:
+                raise NonFiniteLoss(self.global_step)
+            return
+        step = torch.full_like(self._first_nonfinite, self.global_step)
+        first_bad = bad & (self._first_nonfinite < 0)
+        self._first_nonfinite = torch.where(first_bad, step, self._first_nonfinite)
+        if self.trainer._logger_connector.should_update_logs and self._first_nonfinite >= 0:
+            raise NonFiniteLoss(int(self._first_nonfinite))
 
     def _evaluate(self, batch: list[Tensor], stage: str) -> None:
         x, y = batch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -20,13 +21,13 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from lossbench import matrix, tracking
 from lossbench.data import DATASETS, make_datamodule
-from lossbench.errors import InvalidPair, LossbenchError
+from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError
 from lossbench.heads import make_head
 from lossbench.losses import make_criterion
 from lossbench.models import make_model
 from lossbench.module import Classifier
 from lossbench.progress import progress_callbacks
-from lossbench.summary import print_run
+from lossbench.summary import OUTCOME, print_run
 
 log = logging.getLogger("lossbench")
 
@@ -59,6 +60,18 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     model_name, model_params = _name_and_params(cfg.model)
     task = DATASETS[dataset].task
     matrix.check(task, head_name, loss_name)
+    lr = cfg.optimizer.get("lr")
+    if lr is not None and not lr > 0:
+        raise LossbenchError(f"optimizer.lr={lr} must be positive; set e.g. `optimizer.lr=0.001`")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    chash = tracking.config_hash(resolved)
+    tracking.check_store(cfg.logger.tracking_uri)
+    if _sweep_id() is not None and not cfg.rerun:
+        done = tracking.finished_run(cfg.logger.tracking_uri, cfg.logger.experiment_name, chash)
+        if done is not None:
+            raise AlreadyDone(
+                f"this config already has a FINISHED run ({done}); rerun=true trains it again"
+            )
 
     clock = {"start": time.perf_counter()}
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -78,7 +91,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     )
 
     tags = {"dataset": dataset, "head": head_name, "loss": loss_name, "seed": cfg.seed}
-    tags |= {"model": model_name, "task": task}
+    tags |= {"model": model_name, "task": task, "config_hash": chash}
     if (sweep := _sweep_id()) is not None:
         tags["sweep_id"] = sweep
     name = tracking.run_name(dataset, head_name, loss_name, cfg.seed)
@@ -86,18 +99,23 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     logger = tracking.make_logger(
         lg.tracking_uri, lg.experiment_name, name, tags, lg.artifact_location
     )
-    trainer: pl.Trainer = instantiate(  # bad Trainer arguments fail here, before the run opens
-        cfg.trainer,
-        logger=logger,
-        callbacks=[*progress, checkpoint, *callbacks],
-        enable_progress_bar=show_bar,
-    )
+    try:  # bad Trainer arguments fail here, before the run opens
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer,
+            logger=logger,
+            callbacks=[*progress, checkpoint, *callbacks],
+            enable_progress_bar=show_bar,
+        )
+    except Exception as err:
+        cause = err.__cause__ or err
+        raise LossbenchError(
+            f"Lightning's Trainer refused the trainer config: {cause}. "
+            "Fix the trainer.* value it names (see pytorch_lightning.Trainer's arguments)"
+        ) from None
     log.info("run %s (%s) → %s", name, logger.run_id, logger.experiment.tracking_uri)
     status = "FAILED"
     try:
-        tracking.log_config(
-            logger, OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True)
-        )
+        tracking.log_config(logger, resolved, OmegaConf.to_yaml(cfg, resolve=True))
         clock["fit_start"] = time.perf_counter()
         trainer.fit(module, datamodule=data)
         clock["fit"] = time.perf_counter()
@@ -110,8 +128,12 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
         tracking.log_loss_curves(logger)
         tracking.log_timings(logger, clock)
         status = "FINISHED"
-    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
+    except (KeyboardInterrupt, SystemExit) as err:  # Lightning turns Ctrl-C into sys.exit(1)
         status = "KILLED"
+        tracking.record_failure(logger, err, status)
+        raise
+    except BaseException as err:
+        tracking.record_failure(logger, err, status)
         raise
     finally:
         tracking.end_run(logger, status)
@@ -119,23 +141,43 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
 
 
 def main(cfg: DictConfig) -> str | None:
-    """Hydra's task function: a refused pair is skipped in a multirun; other errors exit 2.
+    """Hydra's task function.
 
-    A single run ends with its test-metric table; a sweep's table comes from SweepSummary.
+    A single run: a refused config exits 2 with one message; a failed run exits non-zero.
+    In a sweep, no job stops the others: a refused pair or an already finished config is
+    skipped, a failure is recorded (the MLflow run ends FAILED with its reason), and each job
+    leaves ``outcome.json`` in its output dir for the sweep's closing summary.
     """
+    sweep = _sweep_id() is not None
     try:
         run_id = train(cfg)
-        if _sweep_id() is None:
-            print_run(cfg.logger.tracking_uri, run_id)
-        return run_id
-    except InvalidPair as err:
-        if _sweep_id() is not None:
-            log.warning("skipped: %s", err)
-            return None
-        _fail(err)
+    except (InvalidPair, AlreadyDone) as err:
+        if not sweep:
+            _fail(err)
+        log.warning("skipped: %s", err)
+        return _outcome(cfg, "SKIPPED", reason=str(err))
     except LossbenchError as err:
-        _fail(err)
-    return None
+        if not sweep:
+            _fail(err)
+        log.error("failed: %s", err)
+        return _outcome(cfg, "FAILED", reason=str(err))
+    except Exception as err:
+        if not sweep:
+            raise
+        log.exception("failed: %s", err)
+        return _outcome(cfg, "FAILED", reason=f"{type(err).__name__}: {err}")
+    if not sweep:
+        print_run(cfg.logger.tracking_uri, run_id)
+        return run_id
+    return _outcome(cfg, "FINISHED", run_id=run_id)
+
+
+def _outcome(cfg: DictConfig, status: str, **fields: str) -> str | None:
+    """Write the job's ``outcome.json`` (status, reason or run id, its overrides)."""
+    overrides = list(HydraConfig.get().overrides.task)
+    record = {"status": status, "overrides": overrides, **fields}
+    (Path(cfg.output_dir) / OUTCOME).write_text(json.dumps(record))
+    return fields.get("run_id")
 
 
 def _fail(err: LossbenchError) -> None:

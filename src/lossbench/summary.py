@@ -7,6 +7,7 @@ Printed by a Hydra callback at the end of every multirun (its sweep's runs) and 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from lossbench.tracking import resolve_tracking_uri, sweep_id
 
+OUTCOME = "outcome.json"  # each sweep job's status, written into its output dir
 TAGS = ("dataset", "head", "loss", "seed")
 COLUMNS = ("test/acc", "test/f1_macro", "test/f1_micro", "test/loss")
 
@@ -61,17 +63,39 @@ def print_run(tracking_uri: str, run_id: str) -> None:
     _console().print(table([run], f"test metrics, run {run.info.run_name} ({run_id})"))
 
 
+def outcomes(sweep_dir: str | Path) -> list[dict]:
+    """The ``outcome.json`` of every job of a sweep (any launcher: they are files)."""
+    return [json.loads(p.read_text()) for p in sorted(Path(sweep_dir).glob(f"**/{OUTCOME}"))]
+
+
 class SweepSummary(Callback):
-    """Hydra callback: print the sweep's runs as a table when a multirun ends."""
+    """Hydra callback: when a multirun ends, print its runs as a table, the count of finished,
+    failed and skipped jobs with the reasons, and exit 1 if any job failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = sweep_id(config.hydra.sweep.dir)
         runs = find_runs(config.logger.tracking_uri, config.logger.experiment_name, sweep)
+        console = _console()
         title = (
             f"sweep {sweep} ({Path(config.hydra.sweep.dir).name}): {len(runs)} runs in "
             f"experiment {config.logger.experiment_name!r}"
         )
-        _console().print(table(runs, title))
+        console.print(table(runs, title))
+        jobs = outcomes(config.hydra.sweep.dir)
+        counts = {k: sum(j["status"] == k for j in jobs) for k in ("FINISHED", "FAILED", "SKIPPED")}
+        console.print(
+            f"jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
+            f"{counts['SKIPPED']} skipped"
+        )
+        for job in jobs:
+            if job["status"] != "FINISHED":
+                console.print(
+                    f"  {job['status'].lower()}: {' '.join(job['overrides'])}: "
+                    f"{job.get('reason', '')}",
+                    highlight=False,
+                )
+        if counts["FAILED"]:
+            sys.exit(1)
 
 
 def _console() -> Console:

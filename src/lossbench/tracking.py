@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import requests
 from lightning_utilities.core.rank_zero import rank_zero_only
 from matplotlib.figure import Figure
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import MLFlowLogger
+
+from lossbench.errors import LossbenchError, NonFiniteLoss
 
 LOSS_CURVES = "loss_curves.png"
 CONFIG_ARTIFACT = "config.yaml"
@@ -84,6 +90,62 @@ class BatchedMLFlowLogger(MLFlowLogger):
         super().finalize(status)
 
 
+# Keys that say where or how a run is stored or shown, not what it computes: left out of its
+# config hash (dotted paths).
+NOT_HASHED = (
+    "root_dir", "data_dir", "output_dir", "progress_bar", "rerun", "logger",
+    "trainer.default_root_dir",
+)  # fmt: skip
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A stable hash of the resolved config's content (``NOT_HASHED`` keys left out)."""
+    content = json.loads(json.dumps(config, default=str))
+    for path in NOT_HASHED:
+        *parents, key = path.split(".")
+        node = content
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(key, None)
+    return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def finished_run(tracking_uri: str, experiment_name: str, chash: str) -> str | None:
+    """The id of a FINISHED run with this config hash in the experiment, if any."""
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        return None
+    query = f"tags.config_hash = '{chash}' and attributes.status = 'FINISHED'"
+    runs = client.search_runs([exp.experiment_id], query, max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def check_store(tracking_uri: str) -> None:
+    """Fail fast, with the fix, when the store cannot be written or reached."""
+    uri = resolve_tracking_uri(tracking_uri)
+    fix = "set logger.tracking_uri to a writable sqlite:///path/mlflow.db or a running server"
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///") :]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".lossbench-write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as err:
+            raise LossbenchError(
+                f"the tracking store {uri} is not writable ({err}); {fix}"
+            ) from None
+    elif uri.startswith(("http://", "https://")):
+        try:
+            requests.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
+        except requests.RequestException as err:
+            raise LossbenchError(
+                f"the tracking server {uri} cannot be reached ({type(err).__name__}); "
+                f"start it (`make server`) or {fix}"
+            ) from None
+
+
 def make_logger(
     tracking_uri: str,
     experiment_name: str,
@@ -149,6 +211,19 @@ def log_timings(logger: BatchedMLFlowLogger, clock: dict[str, float]) -> None:
         "total": now - clock["start"],
     }
     logger.log_metrics({f"time/{k}_s": v for k, v in seconds.items()})
+
+
+def record_failure(logger: MLFlowLogger, err: BaseException, status: str) -> None:
+    """Tags saying why the run ended (``failure``, and ``failed_at_step`` for a non-finite
+    loss) and the traceback as ``traceback.txt``."""
+    tags = {"failure": f"{type(err).__name__}: {err}"[:5000], "status_reason": status}
+    if isinstance(err, NonFiniteLoss):
+        tags["failed_at_step"] = str(err.step)
+    client = logger.experiment
+    for key, value in tags.items():
+        client.set_tag(logger.run_id, key, value)
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    client.log_text(logger.run_id, text, "traceback.txt")
 
 
 def end_run(logger: BatchedMLFlowLogger, status: str) -> None:

@@ -110,7 +110,13 @@ class TorchvisionImages(ClassificationData):
         newest_raw = max(f.stat().st_mtime for f in self.raw_files())
         if cache.is_file() and cache.stat().st_mtime >= newest_raw:
             return torch.load(cache)
-        ds = self.source(str(self.data_dir), train=train, download=False)
+        try:
+            ds = self.source(str(self.data_dir), train=train, download=False)
+        except (RuntimeError, ValueError, TypeError, OSError) as err:
+            raise LossbenchError(
+                f"the {self.source.__name__} files in {self.raw_dir} are truncated or corrupt "
+                f"({err}). Fix: delete that folder and let lossbench download or unpack them again"
+            ) from None
         tensors = ds.data.unsqueeze(1).contiguous(), ds.targets.long()
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(tensors, cache.with_suffix(".part"))
