@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STORE  := sqlite:///$(CURDIR)/mlflow.db
+# `make server`: a tracking server for a team. BACKEND can be postgresql://user:pw@host/db
+# (then `.venv/bin/pip install psycopg2-binary`); artifacts are served from mlartifacts/.
+BACKEND ?= sqlite:///$(CURDIR)/mlflow-server.db
+HOST    ?= 127.0.0.1
+PORT    ?= 5000
 
-.PHONY: setup run test bench ui lint docs fashion-mnist clean
+.PHONY: setup run test bench ui server lint docs fashion-mnist clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +43,10 @@ ui: setup
 
 docs: setup  # regenerate the README's generated tables
 	$(BIN)/python -m lossbench.docs
+
+server: setup  # then: python train.py logger.tracking_uri=http://$(HOST):$(PORT)
+	$(BIN)/mlflow server --backend-store-uri $(BACKEND) \
+	  --artifacts-destination $(CURDIR)/mlartifacts --host $(HOST) --port $(PORT)
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -93,7 +93,8 @@ class Classifier(pl.LightningModule):
     def _evaluate(self, batch: list[Tensor], stage: str) -> None:
         x, y = batch
         logits = self(x)
-        self.log(f"{stage}/loss", self.criterion(logits, y), prog_bar=stage == "val")
+        loss = self.criterion(logits, y)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True)
         self._outputs.append((logits.detach(), y))
 
     def _score(self, stage: str) -> None:

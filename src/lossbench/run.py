@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 import warnings
@@ -65,8 +66,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
         raise LossbenchError(f"optimizer.lr={lr} must be positive; set e.g. `optimizer.lr=0.001`")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     chash = tracking.config_hash(resolved)
+    resume = tracking.resumable(cfg.logger.tracking_uri, cfg.resume, chash) if cfg.resume else None
     tracking.check_store(cfg.logger.tracking_uri)
-    if _sweep_id() is not None and not cfg.rerun:
+    if _sweep_id() is not None and not cfg.rerun and resume is None:
         done = tracking.finished_run(cfg.logger.tracking_uri, cfg.logger.experiment_name, chash)
         if done is not None:
             raise AlreadyDone(
@@ -97,7 +99,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     name = tracking.run_name(dataset, head_name, loss_name, cfg.seed)
     lg = cfg.logger
     logger = tracking.make_logger(
-        lg.tracking_uri, lg.experiment_name, name, tags, lg.artifact_location
+        lg.tracking_uri, lg.experiment_name, name, tags, lg.artifact_location, cfg.resume
     )
     try:  # bad Trainer arguments fail here, before the run opens
         trainer: pl.Trainer = instantiate(
@@ -115,23 +117,34 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     log.info("run %s (%s) → %s", name, logger.run_id, logger.experiment.tracking_uri)
     status = "FAILED"
     try:
-        tracking.log_config(logger, resolved, OmegaConf.to_yaml(cfg, resolve=True))
+        if resume is None:  # a resumed run has its params (MLflow refuses to change them)
+            tracking.log_config(logger, resolved, OmegaConf.to_yaml(cfg, resolve=True))
+        else:
+            tracking.reopen(logger)
         clock["fit_start"] = time.perf_counter()
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=data, ckpt_path=resume)
         clock["fit"] = time.perf_counter()
         trainer.test(
             module, datamodule=data, ckpt_path=checkpoint.best_model_path or None, verbose=False
         )
         clock["test"] = time.perf_counter()
-        if module.thresholds is not None:  # head.threshold=tuned: those of the tested weights
-            tracking.log_thresholds(logger, module.thresholds.tolist())
-        tracking.log_loss_curves(logger)
-        tracking.log_timings(logger, clock)
+        if trainer.is_global_zero:  # under DDP, rank zero alone records
+            if module.thresholds is not None:  # head.threshold=tuned: of the tested weights
+                tracking.log_thresholds(logger, module.thresholds.tolist())
+            tracking.log_loss_curves(logger)
+            tracking.log_timings(logger, clock)
         status = "FINISHED"
     except (KeyboardInterrupt, SystemExit) as err:  # Lightning turns Ctrl-C into sys.exit(1)
         status = "KILLED"
-        tracking.record_failure(logger, err, status)
-        raise
+        last = Path(checkpoint.dirpath) / "last.ckpt"
+        try:
+            trainer.save_checkpoint(last)  # resume=<run id> continues from here
+        except Exception:  # interrupted before training began: nothing to resume
+            last = None
+        tracking.record_failure(logger, err, status, checkpoint=last and str(last))
+        # Lightning's SIGTERMException carries no exit code (0): exit as a SIGTERM'd process
+        code = err.code if isinstance(err, SystemExit) and err.code else 128 + signal.SIGTERM
+        raise SystemExit(code) from err
     except BaseException as err:
         tracking.record_failure(logger, err, status)
         raise
@@ -167,7 +180,8 @@ def main(cfg: DictConfig) -> str | None:
         log.exception("failed: %s", err)
         return _outcome(cfg, "FAILED", reason=f"{type(err).__name__}: {err}")
     if not sweep:
-        print_run(cfg.logger.tracking_uri, run_id)
+        if run_id is not None:  # None on the other ranks of a DDP run
+            print_run(cfg.logger.tracking_uri, run_id)
         return run_id
     return _outcome(cfg, "FINISHED", run_id=run_id)
 

@@ -20,7 +20,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from lossbench.tracking import resolve_tracking_uri, sweep_id
+from lossbench.tracking import prepare_store, resolve_tracking_uri, sweep_id
 
 OUTCOME = "outcome.json"  # each sweep job's status, written into its output dir
 TAGS = ("dataset", "head", "loss", "seed")
@@ -69,8 +69,14 @@ def outcomes(sweep_dir: str | Path) -> list[dict]:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: when a multirun ends, print its runs as a table, the count of finished,
+    """Hydra callback. When a multirun starts, create the store and the experiment once, before
+    any job (parallel jobs opening a fresh SQLite store race on its schema migration and on
+    creating the experiment). When it ends, print its runs as a table, the count of finished,
     failed and skipped jobs with the reasons, and exit 1 if any job failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        lg = config.logger
+        prepare_store(lg.tracking_uri, lg.experiment_name, lg.artifact_location)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = sweep_id(config.hydra.sweep.dir)

@@ -7,19 +7,21 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from lightning_utilities.core.rank_zero import rank_zero_only
 from matplotlib.figure import Figure
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import MLFlowLogger
 
 from lossbench.errors import LossbenchError, NonFiniteLoss
 
+T = TypeVar("T")
 LOSS_CURVES = "loss_curves.png"
 CONFIG_ARTIFACT = "config.yaml"
 THRESHOLDS = "thresholds.json"
@@ -54,6 +56,19 @@ def sweep_id(sweep_dir: str | Path) -> str:
     return hashlib.sha1(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:10]
 
 
+def retry_if_locked(write: Callable[[], T], tries: int = 6) -> T:
+    """``write()``, retried with a short backoff (0.1 s … 3.2 s) while SQLite says
+    ``database is locked`` (busy parallel writers on one store)."""
+    for attempt in range(tries):
+        try:
+            return write()
+        except MlflowException as err:
+            if "database is locked" not in str(err) or attempt == tries - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 class BatchedMLFlowLogger(MLFlowLogger):
     """Lightning's ``MLFlowLogger``, writing metrics in batches rather than one store
     transaction per logging step: a SQLite commit every ``log_every_n_steps`` cost ~20% of a
@@ -81,7 +96,10 @@ class BatchedMLFlowLogger(MLFlowLogger):
         """Write the pending metrics (MLflow takes at most 1000 per batch)."""
         pending, self._pending = self._pending, []
         for i in range(0, len(pending), 1000):
-            self.experiment.log_batch(self.run_id, metrics=pending[i : i + 1000])
+            chunk = pending[i : i + 1000]
+            retry_if_locked(
+                lambda chunk=chunk: self.experiment.log_batch(self.run_id, metrics=chunk)
+            )
         self._last_write = time.monotonic()
 
     @rank_zero_only
@@ -93,7 +111,7 @@ class BatchedMLFlowLogger(MLFlowLogger):
 # Keys that say where or how a run is stored or shown, not what it computes: left out of its
 # config hash (dotted paths).
 NOT_HASHED = (
-    "root_dir", "data_dir", "output_dir", "progress_bar", "rerun", "logger",
+    "root_dir", "data_dir", "output_dir", "progress_bar", "rerun", "resume", "logger",
     "trainer.default_root_dir",
 )  # fmt: skip
 
@@ -146,14 +164,26 @@ def check_store(tracking_uri: str) -> None:
             ) from None
 
 
+def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> None:
+    """Create the store (schema) and the experiment if missing, from one process."""
+    uri = resolve_tracking_uri(tracking_uri)
+    check_store(uri)
+    client = MlflowClient(uri)
+    if client.get_experiment_by_name(experiment_name) is None:
+        location = artifact_location or default_artifact_location(uri)
+        client.create_experiment(experiment_name, artifact_location=location)
+
+
 def make_logger(
     tracking_uri: str,
     experiment_name: str,
     name: str,
     tags: Mapping[str, Any],
     artifact_location: str | None = None,
+    run_id: str | None = None,
 ) -> BatchedMLFlowLogger:
-    """The MLflow logger for one run; the run opens on first use of ``run_id``."""
+    """The MLflow logger for one run; the run opens on first use of ``run_id``; with a
+    ``run_id``, that existing run is continued."""
     uri = resolve_tracking_uri(tracking_uri)
     return BatchedMLFlowLogger(
         experiment_name=experiment_name,
@@ -161,6 +191,7 @@ def make_logger(
         tracking_uri=uri,
         tags={k: str(v) for k, v in tags.items()},
         artifact_location=artifact_location or default_artifact_location(uri),
+        run_id=run_id,
     )
 
 
@@ -213,10 +244,45 @@ def log_timings(logger: BatchedMLFlowLogger, clock: dict[str, float]) -> None:
     logger.log_metrics({f"time/{k}_s": v for k, v in seconds.items()})
 
 
-def record_failure(logger: MLFlowLogger, err: BaseException, status: str) -> None:
-    """Tags saying why the run ended (``failure``, and ``failed_at_step`` for a non-finite
-    loss) and the traceback as ``traceback.txt``."""
+def resumable(tracking_uri: str, run_id: str, chash: str) -> str:
+    """The checkpoint to continue run ``run_id`` from; refuses a run of another config."""
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    try:
+        tags = client.get_run(run_id).data.tags
+    except MlflowException:
+        raise LossbenchError(
+            f"resume={run_id}: no such run in {tracking_uri}; give the id of a KILLED run"
+        ) from None
+    checkpoint = tags.get("checkpoint")
+    if not checkpoint or not Path(checkpoint).is_file():
+        raise LossbenchError(
+            f"resume={run_id}: the run has no saved checkpoint (tag 'checkpoint'); only a run "
+            "stopped by Ctrl-C or SIGTERM can be resumed"
+        )
+    if tags.get("config_hash") != chash:
+        raise LossbenchError(
+            f"resume={run_id}: that run was trained with another config; repeat its overrides "
+            "(see its config.yaml artifact) with resume=<run id>"
+        )
+    return checkpoint
+
+
+def reopen(logger: MLFlowLogger) -> None:
+    """Mark a resumed run RUNNING again and clear the tags of its interruption."""
+    client = logger.experiment
+    client.update_run(logger.run_id, status="RUNNING")
+    for key in ("failure", "status_reason"):
+        client.delete_tag(logger.run_id, key)
+
+
+def record_failure(
+    logger: MLFlowLogger, err: BaseException, status: str, checkpoint: str | None = None
+) -> None:
+    """Tags saying why the run ended (``failure``, ``failed_at_step`` for a non-finite loss,
+    ``checkpoint`` for a run stopped by Ctrl-C/SIGTERM) and the traceback as ``traceback.txt``."""
     tags = {"failure": f"{type(err).__name__}: {err}"[:5000], "status_reason": status}
+    if checkpoint:
+        tags["checkpoint"] = checkpoint
     if isinstance(err, NonFiniteLoss):
         tags["failed_at_step"] = str(err.step)
     client = logger.experiment
@@ -229,4 +295,4 @@ def record_failure(logger: MLFlowLogger, err: BaseException, status: str) -> Non
 def end_run(logger: BatchedMLFlowLogger, status: str) -> None:
     """Mark the run ``FINISHED``, ``FAILED`` or ``KILLED``, once its metrics are stored."""
     logger.flush()
-    logger.experiment.set_terminated(logger.run_id, status)
+    retry_if_locked(lambda: logger.experiment.set_terminated(logger.run_id, status))

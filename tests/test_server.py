@@ -1,0 +1,70 @@
+"""A real `mlflow server` process on 127.0.0.1: a tiny run trains into it over HTTP."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from conftest import compose_cfg
+from lossbench import run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+         f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "art"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited: {proc.stderr.read()[-2000:]}")
+        else:
+            pytest.fail("mlflow server did not answer /health within 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_tiny_run_is_recorded_on_a_tracking_server(server: str, tmp_path: Path) -> None:
+    cfg = compose_cfg(
+        [
+            "dataset=multilabel", "dataset.n_samples=300", "dataset.val_size=60",
+            "dataset.test_size=60", "head=sigmoid", "loss=bce_logits", "trainer.max_epochs=1",
+            "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "progress_bar=log",
+            f"logger.tracking_uri={server}", "logger.experiment_name=team",
+        ],
+        tmp_path,
+    )  # fmt: skip
+    run_id = run.train(cfg)
+    client = MlflowClient(server)
+    got = client.get_run(run_id)
+    assert got.info.status == "FINISHED"
+    assert {"train/loss", "val/loss", "test/acc", "test/map"} <= set(got.data.metrics)
+    assert got.data.tags["loss"] == "bce_logits"
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"config.yaml", "loss_curves.png"}
+    assert (tmp_path / "art").is_dir()  # artifacts went through the server's proxy
