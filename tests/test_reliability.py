@@ -92,6 +92,12 @@ def test_sweep_survives_failures_lists_them_and_skips_finished_configs(
     statuses = sorted(r.info.status for r in all_runs(tmp_path / "mlflow.db"))
     assert statuses == ["FAILED", "FAILED", "FINISHED"]  # the finished config was not re-run
 
+    forced = run_train(tmp_path, tiny_data[0], *args, "rerun=true",
+                       "hydra.sweep.dir=" + str(tmp_path / "m3"), multirun=True)  # fmt: skip
+    assert "jobs: 1 finished, 1 failed, 2 skipped" in forced.stdout
+    finished = [r for r in all_runs(tmp_path / "mlflow.db") if r.info.status == "FINISHED"]
+    assert len(finished) == 2 and len({r.data.tags["config_hash"] for r in finished}) == 1
+
 
 def corrupt_data_dir(tmp: Path) -> Path:
     raw = tmp / "MNIST" / "raw"

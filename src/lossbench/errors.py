@@ -14,6 +14,12 @@ class InvalidPair(LossbenchError):
 class AlreadyDone(LossbenchError):
     """A sweep job whose exact config already has a FINISHED run; skipped unless rerun=true."""
 
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"this config already has a FINISHED run ({run_id}); rerun=true trains it again"
+        )
+        self.run_id = run_id
+
 
 class NonFiniteLoss(LossbenchError):
     """The training loss became NaN or infinite: the run stops and is recorded FAILED."""

@@ -71,9 +71,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     if _sweep_id() is not None and not cfg.rerun and resume is None:
         done = tracking.finished_run(cfg.logger.tracking_uri, cfg.logger.experiment_name, chash)
         if done is not None:
-            raise AlreadyDone(
-                f"this config already has a FINISHED run ({done}); rerun=true trains it again"
-            )
+            raise AlreadyDone(done)
 
     clock = {"start": time.perf_counter()}
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -168,7 +166,9 @@ def main(cfg: DictConfig) -> str | None:
         if not sweep:
             _fail(err)
         log.warning("skipped: %s", err)
-        return _outcome(cfg, "SKIPPED", reason=str(err))
+        earlier = {"run_id": err.run_id} if isinstance(err, AlreadyDone) else {}
+        _outcome(cfg, "SKIPPED", reason=str(err), **earlier)
+        return None
     except LossbenchError as err:
         if not sweep:
             _fail(err)

@@ -81,13 +81,17 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = sweep_id(config.hydra.sweep.dir)
         runs = find_runs(config.logger.tracking_uri, config.logger.experiment_name, sweep)
+        jobs = outcomes(config.hydra.sweep.dir)
+        client = MlflowClient(resolve_tracking_uri(config.logger.tracking_uri))
+        runs += [
+            client.get_run(j["run_id"]) for j in jobs if j["status"] == "SKIPPED" and "run_id" in j
+        ]  # already finished earlier: shown, not trained again
         console = _console()
         title = (
             f"sweep {sweep} ({Path(config.hydra.sweep.dir).name}): {len(runs)} runs in "
             f"experiment {config.logger.experiment_name!r}"
         )
         console.print(table(runs, title))
-        jobs = outcomes(config.hydra.sweep.dir)
         counts = {k: sum(j["status"] == k for j in jobs) for k in ("FINISHED", "FAILED", "SKIPPED")}
         console.print(
             f"jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
