@@ -9,7 +9,7 @@ BACKEND ?= sqlite:///$(CURDIR)/mlflow-server.db
 HOST    ?= 127.0.0.1
 PORT    ?= 5000
 
-.PHONY: setup run test bench ui server lint docs fashion-mnist clean
+.PHONY: setup run test bench report ui server lint docs fashion-mnist clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: setup
 
 bench: setup  # throughput ratios (bare PyTorch / Lightning floor / lossbench / naive) + a grid
 	$(BIN)/python -m lossbench.bench --repeats 5 --grid
+
+EXPERIMENT ?= quickstart
+report: setup  # REPORT.md + plots for an experiment: make report EXPERIMENT=name
+	$(BIN)/python -m lossbench.report --tracking-uri $(STORE) --experiment $(EXPERIMENT) \
+	  --out reports/$(EXPERIMENT)
 
 ui: setup
 	$(BIN)/python -m lossbench.ui --tracking-uri $(STORE)

@@ -1,0 +1,193 @@
+"""``python -m lossbench.report``: which head/loss pair wins, by how much, and is it real.
+
+Reads the runs of an experiment (one sweep if ``--sweep``) back from MLflow, groups the
+FINISHED ones by dataset/head/loss and writes ``DIR/REPORT.md``: per dataset, one table ranked
+by mean test accuracy with mean ± std over seeds of test accuracy, test macro-F1 (and mAP for
+multi-label), the best validation loss, epochs and wall time per run, and whether each pair's
+test accuracy differs from the best pair's: Welch's two-sided t-test over seeds (unequal
+variances, ``scipy.stats.ttest_ind(equal_var=False)``) at α = 0.05. Failed, killed and running
+runs are listed, not averaged in. Plots (PNG, linked): validation loss per epoch, mean with a
+±1 std band over seeds, per pair; test metrics as bars with ±1 std error bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from lossbench.tracking import resolve_tracking_uri
+
+ALPHA = 0.05
+METRICS = ("test/acc", "test/f1_macro", "test/map")
+
+
+@dataclass
+class Pair:
+    """The finished runs of one (dataset, head, loss) over seeds."""
+
+    dataset: str
+    head: str
+    loss: str
+    runs: list[Run] = field(default_factory=list)
+    val_curves: list[list[float]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.head} + {self.loss}"
+
+    def values(self, metric: str) -> np.ndarray:
+        return np.array([r.data.metrics[metric] for r in self.runs if metric in r.data.metrics])
+
+    def mean_std(self, metric: str) -> tuple[float, float]:
+        v = self.values(metric)
+        if not len(v):
+            return float("nan"), float("nan")
+        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def load(client: MlflowClient, experiment: str, sweep: str | None) -> tuple[list[Pair], list[Run]]:
+    """The FINISHED runs grouped by pair (with their val/loss curves), and the other runs."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise SystemExit(f"lossbench.report: no experiment {experiment!r} in the store")
+    query = f"tags.sweep_id = '{sweep}'" if sweep else ""
+    runs = client.search_runs([exp.experiment_id], query, max_results=5000)
+    pairs: dict[tuple[str, str, str], Pair] = {}
+    others = []
+    for run in runs:
+        if run.info.status != "FINISHED":
+            others.append(run)
+            continue
+        t = run.data.tags
+        pair = pairs.setdefault((t["dataset"], t["head"], t["loss"]), Pair(*(
+            t["dataset"], t["head"], t["loss"])))  # fmt: skip
+        pair.runs.append(run)
+        history = sorted(
+            client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.step
+        )
+        pair.val_curves.append([m.value for m in history])
+    return list(pairs.values()), others
+
+
+def welch_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value of Welch's t-test; NaN with fewer than 2 values a side."""
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    if np.allclose(a.std(), 0) and np.allclose(b.std(), 0):
+        return 1.0 if np.isclose(a.mean(), b.mean()) else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def fmt(mean: float, std: float) -> str:
+    return "—" if np.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+
+
+def dataset_table(pairs: list[Pair]) -> list[str]:
+    ranked = sorted(pairs, key=lambda p: -p.mean_std("test/acc")[0])
+    best = ranked[0].values("test/acc")
+    multilabel = any(p.values("test/map").size for p in pairs)
+    header = ["rank", "head + loss", "seeds", "test acc", "test macro-F1"]
+    header += ["test mAP"] if multilabel else []
+    header += ["best val loss", "epochs", "s / run", "vs best: Welch p", f"differs (α={ALPHA})"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, p in enumerate(ranked, 1):
+        best_val = np.array([min(c) for c in p.val_curves if c])
+        epochs = np.array([len(c) for c in p.val_curves])
+        wall = np.array([(r.info.end_time - r.info.start_time) / 1000 for r in p.runs])
+        pvalue = welch_p(p.values("test/acc"), best) if i > 1 else float("nan")
+        differs = "—" if i == 1 else ("n/a" if np.isnan(pvalue) else
+                                       ("yes" if pvalue < ALPHA else "no"))  # fmt: skip
+        row = [str(i), p.name, str(len(p.runs)), fmt(*p.mean_std("test/acc")),
+               fmt(*p.mean_std("test/f1_macro"))]  # fmt: skip
+        row += [fmt(*p.mean_std("test/map"))] if multilabel else []
+        row += [
+            fmt(best_val.mean(), best_val.std(ddof=1) if len(best_val) > 1 else 0.0),
+            f"{epochs.mean():.1f}",
+            f"{wall.mean():.1f}",
+            "—" if np.isnan(pvalue) else f"{pvalue:.3g}",
+            differs,
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def plot_curves(pairs: list[Pair], path: Path) -> None:
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for p in pairs:
+        n = min(len(c) for c in p.val_curves)
+        curves = np.array([c[:n] for c in p.val_curves])
+        x = np.arange(1, n + 1)
+        mean, std = curves.mean(0), curves.std(0)
+        ax.plot(x, mean, marker="o", label=p.name)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val/loss (each pair's own loss)")
+    ax.legend()
+    fig.savefig(path)
+
+
+def plot_bars(pairs: list[Pair], path: Path) -> None:
+    metrics = [m for m in METRICS if any(p.values(m).size for p in pairs)]
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(pairs)
+    for i, p in enumerate(pairs):
+        means, stds = zip(*(p.mean_std(m) for m in metrics), strict=True)
+        x = np.arange(len(metrics)) + i * width
+        ax.bar(x, means, width, yerr=stds, capsize=3, label=p.name)
+    ax.set_xticks(np.arange(len(metrics)) + width * (len(pairs) - 1) / 2, metrics)
+    ax.set_ylabel("mean over seeds, ±1 std")
+    ax.legend()
+    fig.savefig(path)
+
+
+def write_report(tracking_uri: str, experiment: str, sweep: str | None, out: Path) -> Path:
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    pairs, others = load(client, experiment, sweep)
+    out.mkdir(parents=True, exist_ok=True)
+    scope = f"sweep `{sweep}`" if sweep else "all runs"
+    lines = [
+        f"# lossbench report: experiment `{experiment}`, {scope}",
+        "",
+        f"Ranked by mean test accuracy over seeds (mean ± std, sample std). 'differs': Welch's "
+        f"two-sided t-test of the pair's test accuracies against the best pair's, α = {ALPHA}. "
+        "Val loss is each pair's own loss, so compare it within a pair, not across losses.",
+    ]
+    for dataset in sorted({p.dataset for p in pairs}):
+        group = [p for p in pairs if p.dataset == dataset]
+        slug = dataset.replace("/", "_")
+        plot_curves(group, out / f"{slug}-val-loss.png")
+        plot_bars(group, out / f"{slug}-test-metrics.png")
+        lines += ["", f"## {dataset}", "", *dataset_table(group), ""]
+        lines += [f"![validation loss]({slug}-val-loss.png)", "",
+                  f"![test metrics]({slug}-test-metrics.png)"]  # fmt: skip
+    if others:
+        lines += ["", "## Not averaged in", ""]
+        lines += [f"- {r.info.run_name} ({r.info.run_id}): {r.info.status}"
+                  f"{': ' + r.data.tags['failure'][:200] if 'failure' in r.data.tags else ''}"
+                  for r in others]  # fmt: skip
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--experiment", default="lossbench")
+    parser.add_argument("--sweep", default=None, help="a sweep_id tag")
+    parser.add_argument("--out", type=Path, default=Path("report"))
+    args = parser.parse_args(argv)
+    print(write_report(args.tracking_uri, args.experiment, args.sweep, args.out))
+
+
+if __name__ == "__main__":
+    main()

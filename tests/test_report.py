@@ -1,0 +1,57 @@
+"""The report on a small real sweep: its rows, means and stds (computed here from the store),
+the significance column and the plots."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from conftest import run_train, sqlite_uri
+from lossbench.report import write_report
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, tiny_data) -> Path:
+    tmp = tmp_path_factory.mktemp("report")
+    proc = run_train(
+        tmp, tiny_data[0], "dataset=multilabel", "dataset.n_samples=400", "dataset.val_size=80",
+        "dataset.test_size=80", "dataset.batch_size=32", "head=sigmoid", "loss=bce_logits,focal",
+        "seed=1,2", "trainer.max_epochs=3", "trainer.accelerator=cpu", "progress_bar=log",
+        multirun=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp
+
+
+def test_report_rows_means_stds_and_plots(sweep: Path) -> None:
+    report = write_report(sqlite_uri(sweep / "mlflow.db"), "lossbench", None, sweep / "rep")
+    text = report.read_text()
+    client = MlflowClient(sqlite_uri(sweep / "mlflow.db"))
+    runs = client.search_runs([client.get_experiment_by_name("lossbench").experiment_id])
+    assert len(runs) == 4
+    acc = {}
+    for loss in ("bce_logits", "focal"):
+        mine = [r for r in runs if r.data.tags["loss"] == loss]
+        acc[loss] = np.array([r.data.metrics["test/acc"] for r in mine])
+        f1 = np.array([r.data.metrics["test/f1_macro"] for r in mine])
+        row = next(line for line in text.splitlines() if f"| sigmoid + {loss} |" in line)
+        assert f"{acc[loss].mean():.4f} ± {acc[loss].std(ddof=1):.4f}" in row
+        assert f"{f1.mean():.4f} ± {f1.std(ddof=1):.4f}" in row
+        assert "| 2 |" in row  # seeds
+    ranked = [re.search(r"\| sigmoid \+ (\w+) \|", line).group(1)
+              for line in text.splitlines() if "| sigmoid + " in line]  # fmt: skip
+    assert ranked == sorted(acc, key=lambda k: -acc[k].mean())
+    worse = ranked[1]
+    p = stats.ttest_ind(acc[worse], acc[ranked[0]], equal_var=False).pvalue
+    row = next(line for line in text.splitlines() if f"| sigmoid + {worse} |" in line)
+    if np.isfinite(p):
+        assert f"{p:.3g}" in row
+    assert "## multilabel" in text and "test mAP" in text
+    for png in ("multilabel-val-loss.png", "multilabel-test-metrics.png"):
+        assert (sweep / "rep" / png).read_bytes()[:4] == b"\x89PNG"
+        assert f"]({png})" in text
