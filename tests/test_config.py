@@ -113,3 +113,17 @@ def test_in_process_run_records_metrics(tmp_path: Path) -> None:
     thresholds = json.loads(Path(path).read_text())["thresholds"]
     assert len(thresholds) == cfg.dataset.n_classes
     assert all(0.0 < t <= 1.0 for t in thresholds) and len(set(thresholds)) > 1
+
+
+@pytest.mark.parametrize(
+    ("study", "task"), [("multiclass_grid", "multiclass"), ("multilabel_grid", "multilabel")]
+)
+def test_study_grids_cover_every_valid_pair(study: str, task: str) -> None:
+    from lossbench import matrix
+
+    compose_cfg([f"+experiment={study}"])
+    params = HydraConfig.get().sweeper.params
+    grid = {(h, loss) for h in params["head"].split(",") for loss in params["loss"].split(",")}
+    valid = {(h, loss) for t, h, loss, ok in matrix.table() if ok and t == task}
+    assert valid <= grid
+    assert params["seed"] == "1,2,3"

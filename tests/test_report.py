@@ -29,10 +29,16 @@ def sweep(tmp_path_factory, tiny_data) -> Path:
 
 
 def test_report_rows_means_stds_and_plots(sweep: Path) -> None:
-    report = write_report(sqlite_uri(sweep / "mlflow.db"), "lossbench", None, sweep / "rep")
+    report = write_report(sqlite_uri(sweep / "mlflow.db"), "lossbench", None, sweep / "rep", True)
     text = report.read_text()
     client = MlflowClient(sqlite_uri(sweep / "mlflow.db"))
     runs = client.search_runs([client.get_experiment_by_name("lossbench").experiment_id])
+    (summary,) = [r for r in runs if "report_of" in r.data.tags]
+    assert {a.path for a in client.list_artifacts(summary.info.run_id, "report")} >= {
+        "report/REPORT.md",
+        "report/multilabel-val-loss.png",
+    }
+    runs = [r for r in runs if r is not summary]
     assert len(runs) == 4
     acc = {}
     for loss in ("bce_logits", "focal"):

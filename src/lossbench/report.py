@@ -7,7 +7,8 @@ multi-label), the best validation loss, epochs and wall time per run, and whethe
 test accuracy differs from the best pair's: Welch's two-sided t-test over seeds (unequal
 variances, ``scipy.stats.ttest_ind(equal_var=False)``) at α = 0.05. Failed, killed and running
 runs are listed, not averaged in. Plots (PNG, linked): validation loss per epoch, mean with a
-±1 std band over seeds, per pair; test metrics as bars with ±1 std error bars.
+±1 std band over seeds, per pair; test metrics as bars with ±1 std error bars. The report and
+plots are also logged to a summary run of the sweep (tag ``report_of``), for the dashboard.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from scipy import stats
 from lossbench.tracking import resolve_tracking_uri
 
 ALPHA = 0.05
+SUMMARY_TAG = "report_of"  # tags a summary run (its value: the sweep id, or "all")
 METRICS = ("test/acc", "test/f1_macro", "test/map")
 
 
@@ -62,6 +64,8 @@ def load(client: MlflowClient, experiment: str, sweep: str | None) -> tuple[list
     pairs: dict[tuple[str, str, str], Pair] = {}
     others = []
     for run in runs:
+        if SUMMARY_TAG in run.data.tags:  # an earlier report
+            continue
         if run.info.status != "FINISHED":
             others.append(run)
             continue
@@ -149,7 +153,21 @@ def plot_bars(pairs: list[Pair], path: Path) -> None:
     fig.savefig(path)
 
 
-def write_report(tracking_uri: str, experiment: str, sweep: str | None, out: Path) -> Path:
+def log_summary_run(client: MlflowClient, experiment: str, sweep: str | None, out: Path) -> str:
+    """Log the report and its plots to a summary run of the sweep, for the dashboard."""
+    exp = client.get_experiment_by_name(experiment)
+    tags = {SUMMARY_TAG: sweep or "all", "mlflow.runName": f"report-{sweep or 'all'}"}
+    if sweep:
+        tags["sweep_id"] = sweep
+    run = client.create_run(exp.experiment_id, tags=tags)
+    client.log_artifacts(run.info.run_id, str(out), "report")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def write_report(
+    tracking_uri: str, experiment: str, sweep: str | None, out: Path, log: bool = False
+) -> Path:
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
     pairs, others = load(client, experiment, sweep)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,6 +194,8 @@ def write_report(tracking_uri: str, experiment: str, sweep: str | None, out: Pat
                   for r in others]  # fmt: skip
     path = out / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")
+    if log:
+        log_summary_run(client, experiment, sweep, out)
     return path
 
 
@@ -185,8 +205,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--experiment", default="lossbench")
     parser.add_argument("--sweep", default=None, help="a sweep_id tag")
     parser.add_argument("--out", type=Path, default=Path("report"))
+    parser.add_argument(
+        "--no-log", action="store_true", help="do not log the report to a summary MLflow run"
+    )
     args = parser.parse_args(argv)
-    print(write_report(args.tracking_uri, args.experiment, args.sweep, args.out))
+    print(write_report(args.tracking_uri, args.experiment, args.sweep, args.out, not args.no_log))
 
 
 if __name__ == "__main__":
