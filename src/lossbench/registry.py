@@ -55,6 +55,3 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return list(self._items)
-
-    def items(self) -> list[tuple[str, T]]:
-        return list(self._items.items())

@@ -8,7 +8,7 @@ source image crosses splits; everything is fixed by ``seed`` (and the source's `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -66,18 +66,15 @@ class Canvases(ClassificationData):
         n_val: int,
         n_test: int,
         seed: int,
-        val_size: int,
-        split_seed: int,
-        download: bool,
         mean: float,
         std: float,
-        system_dir: str | None = None,
         shuffle_seed: int = 0,
+        **source: Any,
     ) -> None:
+        """``source``: the source set's own keys (``val_size``, ``split_seed``, ``download``,
+        ``system_dir``), passed through to it unchanged."""
         super().__init__(data_dir, batch_size, shuffle_seed)
-        self.source = self.source_cls(
-            data_dir, batch_size, val_size, split_seed, download, 0.0, 1.0, system_dir
-        )
+        self.source = self.source_cls(data_dir, batch_size, mean=0.0, std=1.0, **source)
         if canvas < 28 or max_items < 1:
             raise LossbenchError(
                 f"dataset.canvas={canvas} and dataset.max_items={max_items}: a canvas needs "
