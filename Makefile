@@ -9,7 +9,7 @@ BACKEND ?= sqlite:///$(CURDIR)/mlflow-server.db
 HOST    ?= 127.0.0.1
 PORT    ?= 5000
 
-.PHONY: setup run test bench report ui server lint docs fashion-mnist clean
+.PHONY: setup run test bench report tune ui screenshot server lint docs fashion-mnist chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,18 @@ fashion-mnist:
 	    || echo "apt-get failed: fashion_mnist will be downloaded by torchvision"; \
 	else echo "no apt-get: fashion_mnist will be downloaded by torchvision"; fi
 
-setup: $(VENV)/.installed fashion-mnist
+# Debian's chromium + chromedriver: tests/test_ui.py and `make screenshot` drive it headless.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  echo "Chromium: $$(command -v chromium), $$(command -v chromedriver)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  ($$SUDO apt-get update -q \
+	     && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) \
+	    || echo "apt-get failed: install chromium and chromedriver for tests/test_ui.py"; \
+	else echo "no apt-get: install chromium and chromedriver for tests/test_ui.py"; fi
+
+setup: $(VENV)/.installed fashion-mnist chromium
 
 run: setup
 	$(BIN)/python train.py +experiment=quickstart
@@ -39,12 +50,20 @@ bench: setup  # throughput ratios (bare PyTorch / Lightning floor / lossbench / 
 	$(BIN)/python -m lossbench.bench --repeats 5 --grid
 
 EXPERIMENT ?= quickstart
+TRIALS     ?= 12
 report: setup  # REPORT.md + plots for an experiment: make report EXPERIMENT=name
 	$(BIN)/python -m lossbench.report --tracking-uri $(STORE) --experiment $(EXPERIMENT) \
 	  --out reports/$(EXPERIMENT)
 
+tune: setup  # each valid pair at its own Optuna-tuned lr, then the report: make tune TRIALS=8
+	$(BIN)/python -m lossbench.tune --n-trials $(TRIALS) --out reports/tune_lr
+
 ui: setup
 	$(BIN)/python -m lossbench.ui --tracking-uri $(STORE)
+
+screenshot: setup  # the README's pictures of `make ui`: make screenshot EXPERIMENT=multilabel_grid
+	$(BIN)/python -m lossbench.screenshot --tracking-uri $(STORE) --experiment $(EXPERIMENT) \
+	  --out docs/ui-runs.png --charts-out docs/ui-charts.png
 
 docs: setup  # regenerate the README's generated tables
 	$(BIN)/python -m lossbench.docs

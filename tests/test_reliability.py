@@ -123,6 +123,8 @@ BAD_INPUT = {  # README table row → (overrides, words the message must hold)
                       "neither a probability"),
     "bad Trainer value": (["dataset=multilabel", "head=sigmoid", "loss=bce",
                            "trainer.precision=77"], "Trainer refused"),
+    "optimized metric not monitored": (["optimized_metric=val/f1_macro_best"],
+                                       "set `checkpoint.monitor=val/f1_macro`"),
 }  # fmt: skip
 
 

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 from mlflow.tracking import MlflowClient
 
 from conftest import compose_cfg
 from lossbench import run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from lossbench.ui import free_port, wait_for_http
 
 
 @pytest.fixture
@@ -33,17 +25,12 @@ def server(tmp_path: Path):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited: {proc.stderr.read()[-2000:]}")
-        else:
-            pytest.fail("mlflow server did not answer /health within 120 s")
+        try:
+            wait_for_http(f"{url}/health", proc, timeout=120)
+        except RuntimeError as err:
+            pytest.fail(f"{err}: {proc.stderr.read()[-2000:]}")
+        except TimeoutError as err:
+            pytest.fail(str(err))
         yield url
     finally:
         proc.terminate()

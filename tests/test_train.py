@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY_OVERRIDES, run_train, sqlite_uri
+from conftest import TINY_OVERRIDES, TINY_SIZES, run_train, sqlite_uri
 
 METRICS = {
     "train/loss",
@@ -76,10 +78,16 @@ def test_each_dataset_trains_and_is_recorded(per_dataset, dataset: str) -> None:
     params = run.data.params
     assert params["dataset/name"] == dataset and params["loss/name"] == "bce_logits"
     assert params["trainer/max_epochs"] == "2" and params["seed"] == "42"
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
-        "config.yaml",
-        "loss_curves.png",
-    }
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    if "multilabel" in dataset:
+        assert artifacts == {"config.yaml", "loss_curves.png"}
+    else:  # the test split's confusion matrix: its diagonal is test/acc
+        assert artifacts == {"config.yaml", "loss_curves.png", "confusion_matrix.json"}
+        confusion = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/confusion_matrix.json")
+        matrix = np.array(confusion["matrix"])
+        assert matrix.shape == (10, 10) and matrix.sum() == TINY_SIZES["test"]
+        assert np.isclose(np.trace(matrix) / matrix.sum(), run.data.metrics["test/acc"])
+        assert len(confusion["labels"]) == 10
     png = Path(client.download_artifacts(run.info.run_id, "loss_curves.png", str(tmp)))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -10,6 +10,7 @@ from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
+    MulticlassConfusionMatrix,
     MulticlassF1Score,
     MultilabelAccuracy,
     MultilabelAveragePrecision,
@@ -47,6 +48,11 @@ def make_score_metrics(task: Task, num_classes: int, prefix: str) -> MetricColle
     """Threshold-free metrics of probabilities: multi-label ``map`` (macro average precision)."""
     metrics = {"map": MultilabelAveragePrecision(num_classes, average="macro")}
     return MetricCollection(metrics if task == "multilabel" else {}, prefix=prefix)
+
+
+def make_confusion(task: Task, num_classes: int) -> MulticlassConfusionMatrix | None:
+    """Counts of (true class, predicted class) for a multi-class task; None for multi-label."""
+    return MulticlassConfusionMatrix(num_classes) if task == "multiclass" else None
 
 
 def tune_thresholds(probs: Tensor, targets: Tensor, default: float = 0.5) -> Tensor:

@@ -12,7 +12,7 @@ from torch.optim import Optimizer
 from lossbench.errors import NonFiniteLoss
 from lossbench.heads import Head, Task
 from lossbench.losses import Criterion
-from lossbench.metrics import make_metrics, make_score_metrics, tune_thresholds
+from lossbench.metrics import make_confusion, make_metrics, make_score_metrics, tune_thresholds
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
@@ -26,7 +26,8 @@ class Classifier(pl.LightningModule):
 
     Evaluation keeps the split's logits (small: N × C) and scores them at the epoch's end, so
     that ``head.threshold=tuned`` can first choose per-class thresholds on the validation split.
-    The thresholds are a buffer: the checkpoint used for testing carries its own.
+    The thresholds are a buffer: the checkpoint used for testing carries its own. A multi-class
+    test also leaves its confusion matrix in ``test_confusion``.
     """
 
     def __init__(
@@ -50,6 +51,8 @@ class Classifier(pl.LightningModule):
         self.score_metrics = nn.ModuleDict(
             {s: make_score_metrics(task, num_classes, f"{s}/") for s in ("val", "test")}
         )
+        self.confusion = make_confusion(task, num_classes)
+        self.test_confusion: Tensor | None = None  # of the last test epoch, rows: true class
         self.register_buffer("_loss_sum", torch.zeros(2), persistent=False)  # (sum, count)
         self.register_buffer("_first_nonfinite", torch.tensor(-1), persistent=False)
         self.thresholds: Tensor | None
@@ -103,8 +106,13 @@ class Classifier(pl.LightningModule):
         if stage == "val" and self.thresholds is not None:
             self.thresholds.copy_(tune_thresholds(self.head.probs(logits), y))
         metrics, scores = self.metrics[stage], self.score_metrics[stage]
-        metrics.update(self.head.predict(logits, self.task, self.thresholds), y.long())
+        predictions = self.head.predict(logits, self.task, self.thresholds)
+        metrics.update(predictions, y.long())
         self.log_dict(metrics, prog_bar=stage == "val")
+        if stage == "test" and self.confusion is not None:  # computed on every rank (DDP sync)
+            self.confusion.update(predictions, y.long())
+            self.test_confusion = self.confusion.compute().cpu()
+            self.confusion.reset()
         if len(scores):
             scores.update(self.head.probs(logits), y.long())
             self.log_dict(scores)

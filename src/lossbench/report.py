@@ -7,23 +7,30 @@ multi-label), the best validation loss, epochs and wall time per run, and whethe
 test accuracy differs from the best pair's: Welch's two-sided t-test over seeds (unequal
 variances, ``scipy.stats.ttest_ind(equal_var=False)``) at α = 0.05. Failed, killed and running
 runs are listed, not averaged in. Plots (PNG, linked): validation loss per epoch, mean with a
-±1 std band over seeds, per pair; test metrics as bars with ±1 std error bars. The report and
+±1 std band over seeds, per pair; test metrics as bars with ±1 std error bars; for a
+multi-class dataset, the best pair's test confusion matrix, summed over its seeds. The report and
 plots are also logged to a summary run of the sweep (tag ``report_of``), for the dashboard.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from mlflow.entities import Run
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from lossbench.tracking import resolve_tracking_uri
+from lossbench.tracking import CONFUSION, resolve_tracking_uri
 
 ALPHA = 0.05
 SUMMARY_TAG = "report_of"  # tags a summary run (its value: the sweep id, or "all")
@@ -93,15 +100,19 @@ def fmt(mean: float, std: float) -> str:
     return "—" if np.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
+def ranked(pairs: list[Pair]) -> list[Pair]:
+    return sorted(pairs, key=lambda p: -p.mean_std("test/acc")[0])
+
+
 def dataset_table(pairs: list[Pair]) -> list[str]:
-    ranked = sorted(pairs, key=lambda p: -p.mean_std("test/acc")[0])
-    best = ranked[0].values("test/acc")
+    ranked_pairs = ranked(pairs)
+    best = ranked_pairs[0].values("test/acc")
     multilabel = any(p.values("test/map").size for p in pairs)
     header = ["rank", "head + loss", "seeds", "test acc", "test macro-F1"]
     header += ["test mAP"] if multilabel else []
     header += ["best val loss", "epochs", "s / run", "vs best: Welch p", f"differs (α={ALPHA})"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for i, p in enumerate(ranked, 1):
+    for i, p in enumerate(ranked_pairs, 1):
         best_val = np.array([min(c) for c in p.val_curves if c])
         epochs = np.array([len(c) for c in p.val_curves])
         wall = np.array([(r.info.end_time - r.info.start_time) / 1000 for r in p.runs])
@@ -153,6 +164,64 @@ def plot_bars(pairs: list[Pair], path: Path) -> None:
     fig.savefig(path)
 
 
+@contextmanager
+def quiet_downloads() -> Iterator[None]:
+    """No progress bar per artifact download (MLflow draws one by default)."""
+    saved = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get_raw()
+    os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name)
+        else:
+            os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = saved
+
+
+def summed_confusion(client: MlflowClient, pair: Pair) -> tuple[list[str], np.ndarray] | None:
+    """The pair's test confusion matrices (``confusion_matrix.json`` of each multi-class run),
+    summed over its seeds; None when its runs recorded none."""
+    labels, total = None, None
+    for run in pair.runs:
+        if CONFUSION not in {a.path for a in client.list_artifacts(run.info.run_id)}:
+            continue
+        with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
+            saved = json.loads(Path(client.download_artifacts(run.info.run_id, CONFUSION, tmp))
+                               .read_text())  # fmt: skip
+        labels, matrix = saved["labels"], np.array(saved["matrix"])
+        total = matrix if total is None else total + matrix
+    return None if total is None else (labels, total)
+
+
+def confusion_table(labels: list[str], matrix: np.ndarray) -> list[str]:
+    """Counts, rows: true class, columns: predicted class (numbered as in the rows)."""
+    header = ["true ↓ predicted →", *map(str, range(len(labels)))]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(labels)]
+    for i, (name, row) in enumerate(zip(labels, matrix.tolist(), strict=True)):
+        lines.append(f"| {i} {name} | " + " | ".join(map(str, row)) + " |")
+    return lines
+
+
+def plot_confusion(labels: list[str], matrix: np.ndarray, title: str, path: Path) -> None:
+    """Rows normalised to the share of each true class, as a heat map with the shares."""
+    share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(share):
+        if v >= 0.005:
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if v > 0.5 else "black")  # fmt: skip
+    ticks = np.arange(len(labels))
+    ax.set_xticks(ticks, labels, rotation=45, ha="right")
+    ax.set_yticks(ticks, labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    fig.savefig(path)
+
+
 def log_summary_run(client: MlflowClient, experiment: str, sweep: str | None, out: Path) -> str:
     """Log the report and its plots to a summary run of the sweep, for the dashboard."""
     exp = client.get_experiment_by_name(experiment)
@@ -166,8 +235,15 @@ def log_summary_run(client: MlflowClient, experiment: str, sweep: str | None, ou
 
 
 def write_report(
-    tracking_uri: str, experiment: str, sweep: str | None, out: Path, log: bool = False
+    tracking_uri: str,
+    experiment: str,
+    sweep: str | None,
+    out: Path,
+    log: bool = False,
+    extra: Sequence[str] = (),
 ) -> Path:
+    """Write ``out/REPORT.md`` and its plots (``extra``: markdown lines of a closing section);
+    with ``log``, also to a summary run of the sweep."""
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
     pairs, others = load(client, experiment, sweep)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +253,9 @@ def write_report(
         "",
         f"Ranked by mean test accuracy over seeds (mean ± std, sample std). 'differs': Welch's "
         f"two-sided t-test of the pair's test accuracies against the best pair's, α = {ALPHA}. "
-        "Val loss is each pair's own loss, so compare it within a pair, not across losses.",
+        "No correction for multiple comparisons: with k pairs, about "
+        f"{ALPHA}·(k−1) false 'yes' are expected by chance. Val loss is each pair's own loss, so "
+        "compare it within a pair, not across losses.",
     ]
     for dataset in sorted({p.dataset for p in pairs}):
         group = [p for p in pairs if p.dataset == dataset]
@@ -187,11 +265,21 @@ def write_report(
         lines += ["", f"## {dataset}", "", *dataset_table(group), ""]
         lines += [f"![validation loss]({slug}-val-loss.png)", "",
                   f"![test metrics]({slug}-test-metrics.png)"]  # fmt: skip
+        best = ranked(group)[0]
+        confusion = summed_confusion(client, best)
+        if confusion is not None:
+            title = f"{best.name}: test split, {len(best.runs)} seeds summed"
+            plot_confusion(*confusion, title, out / f"{slug}-confusion.png")
+            lines += ["", f"### Confusion matrix of the best pair, {best.name}", "",
+                      f"Test split, counts summed over its {len(best.runs)} seeds; rows: true "
+                      "class, columns: predicted class.", "", *confusion_table(*confusion), "",
+                      f"![confusion matrix]({slug}-confusion.png)"]  # fmt: skip
     if others:
         lines += ["", "## Not averaged in", ""]
         lines += [f"- {r.info.run_name} ({r.info.run_id}): {r.info.status}"
                   f"{': ' + r.data.tags['failure'][:200] if 'failure' in r.data.tags else ''}"
                   for r in others]  # fmt: skip
+    lines += ["", *extra] if extra else []
     path = out / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")
     if log:

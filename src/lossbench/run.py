@@ -17,6 +17,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
@@ -61,6 +62,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     model_name, model_params = _name_and_params(cfg.model)
     task = DATASETS[dataset].task
     matrix.check(task, head_name, loss_name)
+    _check_optimized_metric(cfg.optimized_metric, cfg.checkpoint.monitor)
     lr = cfg.optimizer.get("lr")
     if lr is not None and not lr > 0:
         raise LossbenchError(f"optimizer.lr={lr} must be positive; set e.g. `optimizer.lr=0.001`")
@@ -129,6 +131,11 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
         if trainer.is_global_zero:  # under DDP, rank zero alone records
             if module.thresholds is not None:  # head.threshold=tuned: of the tested weights
                 tracking.log_thresholds(logger, module.thresholds.tolist())
+            if module.test_confusion is not None:
+                tracking.log_confusion(logger, module.test_confusion.tolist(), data.class_names)
+            if checkpoint.best_model_score is not None:
+                best = {f"{checkpoint.monitor}_best": float(checkpoint.best_model_score)}
+                logger.log_metrics(best, step=trainer.global_step)
             tracking.log_loss_curves(logger)
             tracking.log_timings(logger, clock)
         status = "FINISHED"
@@ -151,12 +158,40 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     return logger.run_id
 
 
-def main(cfg: DictConfig) -> str | None:
-    """Hydra's task function.
+def _check_optimized_metric(name: str | None, monitor: str) -> None:
+    if name and name.endswith("_best") and name != f"{monitor}_best":
+        metric = name.removesuffix("_best")
+        raise LossbenchError(
+            f"optimized_metric={name} is the best value of the checkpoint's monitored metric, "
+            f"which is checkpoint.monitor={monitor}, not {metric}; set "
+            f"`checkpoint.monitor={metric}` (and checkpoint.mode=max for a score, min for a "
+            f"loss), or optimized_metric={monitor}_best"
+        )
+
+
+def objective(cfg: DictConfig, run_id: str) -> float | str:
+    """What the task function returns for a finished run: the value of ``optimized_metric``
+    in MLflow (its last logged value), or the run id when no metric is optimised."""
+    if not cfg.optimized_metric:
+        return run_id
+    client = MlflowClient(tracking.resolve_tracking_uri(cfg.logger.tracking_uri))
+    metrics = client.get_run(run_id).data.metrics
+    value = metrics.get(cfg.optimized_metric)
+    if value is None:
+        raise LossbenchError(
+            f"optimized_metric={cfg.optimized_metric} is not a metric of run {run_id}; it has "
+            f"{', '.join(sorted(metrics))}. Set optimized_metric to one of them"
+        )
+    return value
+
+
+def main(cfg: DictConfig) -> float | str | None:
+    """Hydra's task function: returns the run id, or the run's ``optimized_metric`` if set.
 
     A single run: a refused config exits 2 with one message; a failed run exits non-zero.
     In a sweep, no job stops the others: a refused pair or an already finished config is
-    skipped, a failure is recorded (the MLflow run ends FAILED with its reason), and each job
+    skipped (an already finished one still returns its ``optimized_metric``), a failure is
+    recorded (the MLflow run ends FAILED with its reason) and returns None, and each job
     leaves ``outcome.json`` in its output dir for the sweep's closing summary.
     """
     sweep = _sweep_id() is not None
@@ -166,32 +201,38 @@ def main(cfg: DictConfig) -> str | None:
         if not sweep:
             _fail(err)
         log.warning("skipped: %s", err)
-        earlier = {"run_id": err.run_id} if isinstance(err, AlreadyDone) else {}
-        _outcome(cfg, "SKIPPED", reason=str(err), **earlier)
+        if isinstance(err, AlreadyDone):
+            _outcome(cfg, "SKIPPED", reason=str(err), run_id=err.run_id)
+            return objective(cfg, err.run_id)
+        _outcome(cfg, "SKIPPED", reason=str(err))
         return None
     except LossbenchError as err:
         if not sweep:
             _fail(err)
         log.error("failed: %s", err)
-        return _outcome(cfg, "FAILED", reason=str(err))
+        _outcome(cfg, "FAILED", reason=str(err))
+        return None
     except Exception as err:
         if not sweep:
             raise
         log.exception("failed: %s", err)
-        return _outcome(cfg, "FAILED", reason=f"{type(err).__name__}: {err}")
+        _outcome(cfg, "FAILED", reason=f"{type(err).__name__}: {err}")
+        return None
+    if run_id is None:  # the other ranks of a DDP run
+        return None
     if not sweep:
-        if run_id is not None:  # None on the other ranks of a DDP run
-            print_run(cfg.logger.tracking_uri, run_id)
-        return run_id
-    return _outcome(cfg, "FINISHED", run_id=run_id)
+        print_run(cfg.logger.tracking_uri, run_id)
+    else:
+        _outcome(cfg, "FINISHED", run_id=run_id)
+    return objective(cfg, run_id)
 
 
-def _outcome(cfg: DictConfig, status: str, **fields: str) -> str | None:
+def _outcome(cfg: DictConfig, status: str, **fields: str) -> None:
     """Write the job's ``outcome.json`` (status, reason or run id, its overrides)."""
-    overrides = list(HydraConfig.get().overrides.task)
+    # unresolved: an override may hold an interpolation, e.g. optimizer.lr='${tuned_lr...}'
+    overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
     record = {"status": status, "overrides": overrides, **fields}
     (Path(cfg.output_dir) / OUTCOME).write_text(json.dumps(record))
-    return fields.get("run_id")
 
 
 def _fail(err: LossbenchError) -> None:

@@ -42,9 +42,9 @@ def find_runs(
 
 
 def table(runs: list[Run], title: str) -> Table:
-    """Runs ranked by test accuracy: dataset, head, loss, seed, status and the test metrics."""
+    """Runs ranked by test accuracy: dataset, head, loss, seed, lr, status and test metrics."""
     out = Table(title=title, box=box.SIMPLE_HEAD)
-    for col in (*TAGS, "status"):
+    for col in (*TAGS, "lr", "status"):
         out.add_column(col)
     for col in COLUMNS:
         out.add_column(col.removeprefix("test/"), justify="right")
@@ -53,7 +53,8 @@ def table(runs: list[Run], title: str) -> Table:
         values = [r.data.metrics.get(c) for c in COLUMNS]
         cells = ["—" if v is None else f"{v:.4f}" for v in values]
         tags = [r.data.tags.get(t, "?") for t in TAGS]
-        out.add_row(*tags, r.info.status, *cells)
+        lr = r.data.params.get("optimizer/lr")
+        out.add_row(*tags, "?" if lr is None else f"{float(lr):.3g}", r.info.status, *cells)
     return out
 
 

@@ -25,6 +25,7 @@ T = TypeVar("T")
 LOSS_CURVES = "loss_curves.png"
 CONFIG_ARTIFACT = "config.yaml"
 THRESHOLDS = "thresholds.json"
+CONFUSION = "confusion_matrix.json"
 
 
 def resolve_tracking_uri(uri: str) -> str:
@@ -112,6 +113,7 @@ class BatchedMLFlowLogger(MLFlowLogger):
 # config hash (dotted paths).
 NOT_HASHED = (
     "root_dir", "data_dir", "output_dir", "progress_bar", "rerun", "resume", "logger",
+    "optimized_metric", "tuned_lr",
     "trainer.default_root_dir",
 )  # fmt: skip
 
@@ -204,6 +206,12 @@ def log_config(logger: MLFlowLogger, params: Mapping[str, Any], yaml_text: str) 
 def log_thresholds(logger: MLFlowLogger, thresholds: list[float]) -> None:
     """Per-class decision thresholds tuned on the validation split, as ``thresholds.json``."""
     logger.experiment.log_dict(logger.run_id, {"thresholds": thresholds}, THRESHOLDS)
+
+
+def log_confusion(logger: MLFlowLogger, matrix: list[list[int]], labels: list[str]) -> None:
+    """The test split's confusion matrix (rows: true class, columns: predicted), as
+    ``confusion_matrix.json``."""
+    logger.experiment.log_dict(logger.run_id, {"labels": labels, "matrix": matrix}, CONFUSION)
 
 
 def log_loss_curves(logger: BatchedMLFlowLogger) -> None:

@@ -1,23 +1,81 @@
 """``make ui``: serve the MLflow UI on a store and print where the runs are.
 
-MLflow 3.x opens an experiment on its GenAI traces page; a lossbench user wants the runs
-table and its chart view, at ``#/experiments/<id>/runs``.
+MLflow 3.x opens an experiment on its GenAI traces page, and its runs table shows no metric
+by default. ``make ui`` stores a shared view of the runs (MLflow's Views > share link: an
+experiment tag) with the test metrics as columns, ranked by test accuracy, and charts filtered
+to the loss curves, and prints its address, ``#/experiments/<id>/runs?viewStateShareKey=...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
 from mlflow.tracking import MlflowClient
 
 from lossbench.tracking import resolve_tracking_uri
 
+VIEW_KEY = "lossbench"
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # the MLflow UI reads shared views from these tags
+COLUMNS = ("test/acc", "test/f1_macro", "test/map", "test/loss", "val/loss")
+CHARTS = "^(train|val)/loss$"  # the chart view's search box, a regular expression
 
-def runs_url(host: str, port: int, experiment_id: str) -> str:
-    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs"
+
+def runs_url(host: str, port: int, experiment_id: str, view: str | None = None) -> str:
+    url = f"http://{host}:{port}/#/experiments/{experiment_id}/runs"
+    return f"{url}?viewStateShareKey={view}" if view else url
+
+
+def runs_view(metric_keys: set[str]) -> dict:
+    """The runs page's state: metric columns, best test accuracy first, loss charts."""
+    state: dict = {
+        "selectedColumns": [f"metrics.`{k}`" for k in COLUMNS if k in metric_keys],
+        "chartsSearchFilter": CHARTS,
+        "runsHiddenMode": "FIRST_20_RUNS",  # the charts' runs (MLflow's default: 10)
+    }
+    if "test/acc" in metric_keys:
+        state |= {"orderByKey": "metrics.`test/acc`", "orderByAsc": False}
+    return state
+
+
+def share_runs_view(client: MlflowClient, experiment_id: str) -> str | None:
+    """Store the runs view as a shared view of the experiment; its key, or None if no metrics."""
+    runs = client.search_runs([experiment_id], max_results=100)
+    keys = {k for run in runs for k in run.data.metrics}
+    if not keys & set(COLUMNS):
+        return None
+    view = json.dumps(runs_view(keys))
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + VIEW_KEY, view)
+    return VIEW_KEY
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until ``url`` answers 200; raise if ``proc`` exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode} before {url}")
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,12 +85,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
     uri = resolve_tracking_uri(args.tracking_uri)
-    experiments = MlflowClient(uri).search_experiments()
+    client = MlflowClient(uri)
+    experiments = [e for e in client.search_experiments() if e.name != "Default"]
     print(f"MLflow UI on {uri}")
     for exp in experiments:
-        if exp.name != "Default":
-            print(f"  {exp.name}: {runs_url(args.host, args.port, exp.experiment_id)}")
-    if len(experiments) <= 1:
+        view = share_runs_view(client, exp.experiment_id)
+        print(f"  {exp.name}: {runs_url(args.host, args.port, exp.experiment_id, view)}")
+    if experiments:
+        print("  (its chart view, the toggle beside the table's, overlays the runs' loss curves)")
+    else:
         print("  (no lossbench runs yet: `make run` records some)")
     mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
     cmd = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]

@@ -96,6 +96,10 @@ class ClassificationData(pl.LightningDataModule):
     def num_classes(self) -> int:
         raise NotImplementedError
 
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c) for c in range(self.num_classes)]
+
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         """``{"train": (x, y), "val": (x, y), "test": (x, y)}``, the same for every call."""
         raise NotImplementedError

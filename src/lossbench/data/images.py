@@ -60,6 +60,10 @@ class TorchvisionImages(ClassificationData):
         return len(self.source.classes)
 
     @property
+    def class_names(self) -> list[str]:
+        return list(self.source.classes)
+
+    @property
     def raw_dir(self) -> Path:
         return self.data_dir / self.source.__name__ / "raw"
 

@@ -1,0 +1,145 @@
+"""``python -m lossbench.tune``: every head/loss pair compared at its own best learning rate.
+
+1. search: per valid pair of the dataset, one Optuna study (``+experiment=tune_lr``:
+   hydra-optuna-sweeper, TPE over log10 lr, maximising ``val/acc_best``) in its own
+   ``train.py`` process (a study is one Hydra multirun);
+2. compare: one ``train.py`` multirun of every pair at its best lr over seeds (one sweep id);
+3. report: ``lossbench.report`` on that sweep, with a section on the tuned learning rates.
+
+Extra arguments are Hydra overrides given to both stages, e.g. ``dataset=mnist
+trainer.max_epochs=5``. A pair whose every trial failed is reported and left out. Given the
+``--dir`` of an interrupted tune, finished studies and comparison runs are not trained again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from lossbench import matrix
+from lossbench.config import ROOT, compose_run_config
+from lossbench.data import DATASETS
+from lossbench.heads import HEADS
+from lossbench.report import write_report
+from lossbench.summary import outcomes
+from lossbench.tracking import sweep_id
+
+EXPERIMENT = "+experiment=tune_lr"
+RESULTS = "optimization_results.yaml"  # written by the Optuna sweeper into its sweep dir
+
+
+@dataclass
+class Search:
+    head: str
+    loss: str
+    sweep_dir: Path
+    lr: float | None = None  # None: no trial finished
+    value: float | None = None
+    trials: int = 0
+
+
+def train_py(*overrides: str) -> int:
+    """Run ``train.py`` with these overrides (its output goes to the console); its exit code."""
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides]).returncode
+
+
+def search(head: str, loss: str, directory: Path, overrides: list[str]) -> Search:
+    """One Optuna study of the pair's learning rate; its best lr from the sweeper's results.
+    A study that already finished in ``directory`` (an earlier, interrupted tune) is reused."""
+    found = Search(head, loss, directory / "search" / f"{head}-{loss}")
+    results = found.sweep_dir / RESULTS
+    if not results.exists():
+        train_py(EXPERIMENT, f"head={head}", f"loss={loss}", f"hydra.sweep.dir={found.sweep_dir}",
+                 *overrides)  # fmt: skip
+    found.trials = len(outcomes(found.sweep_dir))
+    if results.exists():  # it exits 1 when a trial failed (a diverged lr): the study stands
+        best = OmegaConf.load(results)
+        found.lr, found.value = float(best.best_params["optimizer.lr"]), float(best.best_value)
+    return found
+
+
+def compare(
+    found: list[Search], seeds: str, directory: Path, overrides: list[str]
+) -> tuple[str, int]:
+    """Every tuned pair at its own lr, over ``seeds``, as one multirun: (sweep id, exit code).
+
+    The lr comes from a ``tuned_lr`` table indexed by the job's head and loss; the grid is
+    heads × losses, so cells that are not valid pairs are skipped as in any lossbench sweep.
+    """
+    table: dict[str, dict[str, float]] = {}
+    for s in found:
+        table.setdefault(s.head, {})[s.loss] = s.lr
+    heads = ",".join(table)
+    losses = ",".join(dict.fromkeys(loss for per_head in table.values() for loss in per_head))
+    lrs = ",".join(
+        f"{head}:{{{','.join(f'{loss}:{lr!r}' for loss, lr in per_head.items())}}}"
+        for head, per_head in table.items()
+    )
+    sweep_dir = directory / "compare"
+    code = train_py(EXPERIMENT, "hydra/sweeper=basic", f"head={heads}", f"loss={losses}",
+                    f"seed={seeds}", f"+tuned_lr={{{lrs}}}",
+                    "optimizer.lr='${tuned_lr.${head.name}.${loss.name}}'",
+                    f"hydra.sweep.dir={sweep_dir}", *overrides)  # fmt: skip
+    return sweep_id(sweep_dir), code
+
+
+def lr_section(found: list[Search], metric: str) -> list[str]:
+    lines = [
+        "## Learning rates (Optuna)",
+        "",
+        f"Each pair was trained at the learning rate that maximised `{metric}` in its own "
+        "Optuna study (`conf/hydra/sweeper/lr_search.yaml`: TPE over log lr). The runs above "
+        "are that lr over fresh seeds.",
+        "",
+        f"| head + loss | trials | best lr | best {metric} (search) | search sweep |",
+        "|---|---|---|---|---|",
+    ]
+    for s in found:
+        lr = "— (no trial finished)" if s.lr is None else f"{s.lr:.3g}"
+        value = "—" if s.value is None else f"{s.value:.4f}"
+        sweep = sweep_id(s.sweep_dir)
+        lines.append(f"| {s.head} + {s.loss} | {s.trials} | {lr} | {value} | `{sweep}` |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-trials", type=int, default=None, help="per pair (config: 12)")
+    parser.add_argument("--seeds", default="1,2,3", help="seeds of the comparison")
+    parser.add_argument("--pairs", default=None, help="head:loss,... (default: every valid one)")
+    parser.add_argument("--dir", type=Path, default=None, help="sweep dirs (multirun/tune_lr/…)")
+    parser.add_argument("--out", type=Path, default=None, help="report dir (reports/tune_lr)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+    args = parser.parse_args(argv)
+
+    cfg = compose_run_config([EXPERIMENT, *args.overrides], ROOT / "outputs" / "compose")
+    task = DATASETS[cfg.dataset.name].task
+    if args.pairs:
+        pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
+        for head, loss in pairs:
+            matrix.check(task, head, loss)
+    else:
+        pairs = [(h, loss) for h in HEADS for loss in matrix.valid_losses(task, h)]
+    directory = args.dir or ROOT / "multirun" / "tune_lr" / time.strftime("%Y-%m-%d/%H-%M-%S")
+    trials = [f"hydra.sweeper.n_trials={args.n_trials}"] if args.n_trials else []
+
+    found = [search(h, loss, directory, [*trials, *args.overrides]) for h, loss in pairs]
+    tuned = [s for s in found if s.lr is not None]
+    if not tuned:
+        sys.exit("lossbench.tune: no pair has a finished trial; see the runs' failures above")
+    sweep, code = compare(tuned, args.seeds, directory, args.overrides)
+    out = args.out or ROOT / "reports" / "tune_lr"
+    extra = lr_section(found, cfg.optimized_metric)
+    print(write_report(cfg.logger.tracking_uri, cfg.logger.experiment_name, sweep, out, True,
+                       extra))  # fmt: skip
+    sys.exit(code or int(len(tuned) < len(found)))
+
+
+if __name__ == "__main__":
+    main()

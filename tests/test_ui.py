@@ -1,0 +1,71 @@
+"""`make ui` on a small real sweep: the runs URL it prints, opened in headless Chromium, lists the
+runs with their metrics, and its chart view overlays their loss curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import run_train, sqlite_uri
+from lossbench.screenshot import (
+    LOSS_CHARTS,
+    chromium,
+    metric_cells,
+    open_charts,
+    open_runs,
+    page_text,
+    serve_ui,
+)
+from lossbench.ui import COLUMNS
+
+
+@pytest.fixture
+def sweep(tmp_path: Path, tiny_data) -> Path:
+    proc = run_train(
+        tmp_path, tiny_data[0], "dataset=multilabel", "dataset.n_samples=300",
+        "dataset.val_size=60", "dataset.test_size=60", "dataset.batch_size=32", "head=sigmoid",
+        "loss=bce_logits,focal", "seed=1", "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
+        "trainer.accelerator=cpu", "progress_bar=log",
+        multirun=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp_path
+
+
+def is_png(path: Path) -> bool:
+    return path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ui_lists_the_runs_with_their_metrics_and_loss_curves(sweep: Path) -> None:
+    uri = sqlite_uri(sweep / "mlflow.db")
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("lossbench")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 2
+    names = [r.info.run_name for r in runs]
+    try:
+        browser = chromium()
+    except FileNotFoundError as err:  # a failure, not a skip: `make setup` installs them
+        pytest.fail(str(err))
+    with browser, serve_ui(uri) as urls:  # the driver quits, the UI's processes end
+        url = urls["lossbench"]
+        assert url.startswith("http://127.0.0.1:")
+        assert f"/#/experiments/{exp.experiment_id}/runs?viewStateShareKey=" in url
+        open_runs(browser, url, names)
+        browser.save_screenshot(str(sweep / "ui-runs.png"))
+        text = page_text(browser)
+        assert all(f"\n{k}\n" in text for k in COLUMNS)  # the metric columns' headers
+        for metric in ("test/acc", "test/map", "val/loss"):  # each run's row shows its values
+            shown = metric_cells(browser, metric)
+            assert set(shown) == {r.info.run_id for r in runs}, f"no {metric} cells: {shown}"
+            for run in runs:
+                assert float(shown[run.info.run_id]) == pytest.approx(run.data.metrics[metric])
+        open_charts(browser, url)
+        browser.save_screenshot(str(sweep / "ui-charts.png"))
+        text = page_text(browser)
+        for metric in LOSS_CHARTS:  # a chart per loss, one curve (legend entry) per run
+            assert f"\n{metric}\n" in text
+            assert all(f"{name} ({metric})" in text for name in names)
+    assert is_png(sweep / "ui-runs.png") and is_png(sweep / "ui-charts.png")
