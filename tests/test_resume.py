@@ -63,3 +63,16 @@ def test_resume_finishes_a_killed_run_in_place(tmp_path: Path, tiny_data) -> Non
     assert sorted(m.step for m in history) == list(range(60 * steps_per_epoch))  # none twice
     assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 60
     assert "test/acc" in run.data.metrics
+
+
+@pytest.mark.parametrize("every_n_train_steps", [0, 5])
+def test_checkpoint_keeps_lightnings_state_key(every_n_train_steps: int) -> None:
+    """lossbench's Checkpoint stores its state under ModelCheckpoint's key, so that checkpoints
+    of either resume with the other."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from lossbench.checkpoint import Checkpoint
+
+    settings = {"monitor": "val/acc", "mode": "max", "every_n_train_steps": every_n_train_steps}
+    assert Checkpoint(**settings).state_key == ModelCheckpoint(**settings).state_key
+    assert Checkpoint(**settings).state_key != Checkpoint(monitor="val/loss").state_key

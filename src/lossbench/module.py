@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import pytorch_lightning as pl
@@ -53,7 +54,9 @@ class Classifier(pl.LightningModule):
         )
         self.confusion = make_confusion(task, num_classes)
         self.test_confusion: Tensor | None = None  # of the last test epoch, rows: true class
-        self.register_buffer("_loss_sum", torch.zeros(2), persistent=False)  # (sum, count)
+        # the epoch's sum of loss × batch size, on the device, and its sample count
+        self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)
+        self._loss_count = 0
         self.register_buffer("_first_nonfinite", torch.tensor(-1), persistent=False)
         self.thresholds: Tensor | None
         tuned = head.tuned and task == "multilabel"
@@ -67,29 +70,31 @@ class Classifier(pl.LightningModule):
         x, y = batch
         loss = self.criterion(self(x), y)
         self._check_finite(loss)
-        self._loss_sum += torch.stack([loss.detach() * len(y), loss.new_tensor(len(y))])
+        self._loss_sum.add_(loss.detach(), alpha=len(y))  # in place: one op, no host sync
+        self._loss_count += len(y)
         if self.trainer._logger_connector.should_update_logs:  # Lightning's own "log now"
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last batch
-            total, count = self._loss_sum
             self.log(
-                "train/loss_epoch", total / count, on_step=False, on_epoch=True, sync_dist=True
-            )
+                "train/loss_epoch", self._loss_sum / self._loss_count, on_step=False,
+                on_epoch=True, sync_dist=True,
+            )  # fmt: skip
             self._loss_sum.zero_()
+            self._loss_count = 0
         return loss
 
     def _check_finite(self, loss: Tensor) -> None:
         """Stop at a NaN/inf loss, before its backward pass. On a CPU the check is free and done
         every step; on an accelerator the first bad step is kept on the device and read on the
         steps Lightning logs anyway, to avoid a host sync per step."""
-        bad = ~torch.isfinite(loss)
         if loss.device.type == "cpu":
-            if bad:
+            if not math.isfinite(loss.item()):  # a float read: cheaper than torch.isfinite
                 raise NonFiniteLoss(self.global_step)
             return
+        bad = ~torch.isfinite(loss)
         step = torch.full_like(self._first_nonfinite, self.global_step)
         first_bad = bad & (self._first_nonfinite < 0)
-        self._first_nonfinite = torch.where(first_bad, step, self._first_nonfinite)
+        self._first_nonfinite.copy_(torch.where(first_bad, step, self._first_nonfinite))
         if self.trainer._logger_connector.should_update_logs and self._first_nonfinite >= 0:
             raise NonFiniteLoss(int(self._first_nonfinite))
 

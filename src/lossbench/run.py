@@ -19,9 +19,10 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback
 
 from lossbench import matrix, tracking
+from lossbench.checkpoint import Checkpoint
 from lossbench.data import DATASETS, make_datamodule
 from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError
 from lossbench.heads import make_head
@@ -88,7 +89,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
         model = torch.compile(model)
     module = Classifier(model, head, criterion, task, data.num_classes, instantiate(cfg.optimizer))
     progress, show_bar = progress_callbacks(cfg.progress_bar)
-    checkpoint = ModelCheckpoint(
+    checkpoint = Checkpoint(
         dirpath=Path(cfg.output_dir).resolve() / "checkpoints", **cfg.checkpoint
     )
 

@@ -1,0 +1,34 @@
+"""Lightning's ModelCheckpoint without its per-step cost when it saves only after validation."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+
+class Checkpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` with the same behaviour and the same ``state_key`` (its checkpoints
+    and Lightning's resume one another), minus two costs paid on every training step:
+
+    - Lightning names each callback hook call by ``state_key``, which ``ModelCheckpoint``
+      rebuilds each time as the ``repr`` of its settings (six times a step); here it is built
+      once, since the settings it holds are fixed at construction.
+    - ``on_train_batch_end`` returns at once unless ``every_n_train_steps`` or
+      ``train_time_interval`` asks for saving during an epoch (lossbench's default saves after
+      validation only), where ``ModelCheckpoint`` first checks the trainer's state.
+    """
+
+    @cached_property
+    def state_key(self) -> str:  # type: ignore[override]
+        key = ModelCheckpoint.state_key.fget(self)  # type: ignore[attr-defined]
+        return "ModelCheckpoint" + key.removeprefix(type(self).__qualname__)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        if self._every_n_train_steps < 1 and self._train_time_interval is None:
+            return
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
