@@ -3,6 +3,7 @@ the significance column and the plots."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -20,12 +21,30 @@ def sweep(tmp_path_factory, tiny_data) -> Path:
     tmp = tmp_path_factory.mktemp("report")
     proc = run_train(
         tmp, tiny_data[0], "dataset=multilabel", "dataset.n_samples=400", "dataset.val_size=80",
-        "dataset.test_size=80", "dataset.batch_size=32", "head=sigmoid", "loss=bce_logits,focal",
-        "seed=1,2", "trainer.max_epochs=3", "trainer.accelerator=cpu", "progress_bar=log",
+        "dataset.test_size=80", "dataset.batch_size=32", "head=sigmoid,softmax",
+        "loss=bce_logits,focal", "seed=1,2", "trainer.max_epochs=3", "trainer.accelerator=cpu",
+        "progress_bar=log",
         multirun=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp
+
+
+def test_report_lists_the_skipped_jobs(sweep: Path) -> None:
+    """softmax + bce_logits/focal are invalid on a multi-label set: their 4 jobs open no MLflow
+    run; the report lists each, with its reason, from the record the sweep left."""
+    skipped = [json.loads(p.read_text()) for p in (sweep / "multirun").glob("*/outcome.json")]
+    skipped = [j for j in skipped if j["status"] == "SKIPPED"]
+    assert len(skipped) == 4
+    text = write_report(sqlite_uri(sweep / "mlflow.db"), "lossbench", None, sweep / "rep2")
+    section = text.read_text().split("## Skipped jobs")[1]
+    assert "4 jobs of the sweep were skipped" in section
+    assert "head=softmax" in section.splitlines()[2]  # said once, shared by all four
+    for job in skipped:
+        loss, seed = (o for o in job["overrides"] if o.startswith(("loss=", "seed=")))
+        reason = job["reason"].split(". ")[0]
+        (line,) = [x for x in section.splitlines() if x.startswith(f"- {reason}: ")]
+        assert f"`{loss} {seed}`" in line
 
 
 def test_report_rows_means_stds_and_plots(sweep: Path) -> None:

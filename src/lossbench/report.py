@@ -6,10 +6,12 @@ by mean test accuracy with mean ± std over seeds of test accuracy, test macro-F
 multi-label), the best validation loss, epochs and wall time per run, and whether each pair's
 test accuracy differs from the best pair's: Welch's two-sided t-test over seeds (unequal
 variances, ``scipy.stats.ttest_ind(equal_var=False)``) at α = 0.05. Failed, killed and running
-runs are listed, not averaged in. Plots (PNG, linked): validation loss per epoch, mean with a
-±1 std band over seeds, per pair; test metrics as bars with ±1 std error bars; for a
-multi-class dataset, the best pair's test confusion matrix, summed over its seeds. The report and
-plots are also logged to a summary run of the sweep (tag ``report_of``), for the dashboard.
+runs are listed, not averaged in, and so are the sweep's skipped jobs (invalid pairs, configs
+already finished), from the record the sweep's end leaves in the experiment. Plots (PNG,
+linked): validation loss per epoch, mean with a ±1 std band over seeds, per pair; test metrics
+as bars with ±1 std error bars; for a multi-class dataset, the best pair's test confusion
+matrix, summed over its seeds. The report and plots are also logged to a summary run of the
+sweep (tag ``report_of``), for the dashboard.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
+from lossbench.summary import skipped_jobs
 from lossbench.tracking import CONFUSION, resolve_tracking_uri
 
 ALPHA = 0.05
@@ -222,6 +225,28 @@ def plot_confusion(labels: list[str], matrix: np.ndarray, title: str, path: Path
     fig.savefig(path)
 
 
+def skipped_section(client: MlflowClient, experiment: str, sweep: str | None) -> list[str]:
+    """The sweep's skipped jobs (they have no MLflow run), from the record its end left in the
+    experiment (``summary.record_skipped``): one line per reason, overrides shared by every
+    skipped job said once."""
+    records = skipped_jobs(client, client.get_experiment_by_name(experiment).experiment_id, sweep)
+    groups = [g for r in records for g in r["groups"]]
+    if not groups:
+        return []
+    jobs = [job.split() for g in groups for job in g["jobs"]]
+    common = [o for o in jobs[0] if all(o in job for job in jobs)]
+    lines = ["", "## Skipped jobs (no run, not averaged in)", "",
+             f"{len(jobs)} jobs of the sweep were skipped before training"
+             + (f"; all with `{' '.join(common)}`" if common else "") + ":", ""]  # fmt: skip
+    for g in groups:
+        own = [" ".join(o for o in job.split() if o not in common) or "(no other override)"
+               for job in g["jobs"]]  # fmt: skip
+        lines.append(f"- {g['reason']}: " + ", ".join(f"`{o}`" for o in own))
+    if omitted := sum(r["omitted"] for r in records):
+        lines.append(f"- and {omitted} more (see the sweep's closing summary)")
+    return lines
+
+
 def log_summary_run(client: MlflowClient, experiment: str, sweep: str | None, out: Path) -> str:
     """Log the report and its plots to a summary run of the sweep, for the dashboard."""
     exp = client.get_experiment_by_name(experiment)
@@ -279,6 +304,7 @@ def write_report(
         lines += [f"- {r.info.run_name} ({r.info.run_id}): {r.info.status}"
                   f"{': ' + r.data.tags['failure'][:200] if 'failure' in r.data.tags else ''}"
                   for r in others]  # fmt: skip
+    lines += skipped_section(client, experiment, sweep)
     lines += ["", *extra] if extra else []
     path = out / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")

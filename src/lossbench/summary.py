@@ -20,11 +20,13 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from lossbench.tracking import prepare_store, resolve_tracking_uri, sweep_id
+from lossbench.tracking import prepare_store, resolve_tracking_uri, retry_if_locked, sweep_id
 
 OUTCOME = "outcome.json"  # each sweep job's status, written into its output dir
 TAGS = ("dataset", "head", "loss", "seed")
 COLUMNS = ("test/acc", "test/f1_macro", "test/f1_micro", "test/loss")
+SKIPPED_TAG = "lossbench.skipped."  # + sweep id: an experiment tag holding the sweep's skipped jobs
+TAG_LIMIT = 20000  # MLflow's longest experiment tag value
 
 
 def find_runs(
@@ -69,11 +71,38 @@ def outcomes(sweep_dir: str | Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(sweep_dir).glob(f"**/{OUTCOME}"))]
 
 
+def record_skipped(client: MlflowClient, experiment_id: str, sweep: str, jobs: list[dict]) -> None:
+    """Keep a sweep's skipped jobs, which open no MLflow run, for the report: the experiment tag
+    ``lossbench.skipped.<sweep id>``, JSON ``{"groups": [{"reason", "jobs"}], "omitted": n}``,
+    one group per reason (its first sentence), each job its overrides joined by spaces. Groups
+    that would pass MLflow's 20,000-character limit are counted in ``omitted``."""
+    groups: dict[str, list[str]] = {}
+    for job in jobs:
+        if job["status"] == "SKIPPED":
+            reason = job.get("reason", "").split(". ")[0][:300]
+            groups.setdefault(reason, []).append(" ".join(job["overrides"]))
+    if not groups:
+        return
+    kept = [{"reason": r, "jobs": j} for r, j in groups.items()]
+    omitted = 0
+    while len(value := json.dumps({"groups": kept, "omitted": omitted})) > TAG_LIMIT:
+        omitted += len(kept.pop()["jobs"])
+    retry_if_locked(lambda: client.set_experiment_tag(experiment_id, SKIPPED_TAG + sweep, value))
+
+
+def skipped_jobs(client: MlflowClient, experiment_id: str, sweep: str | None) -> list[dict]:
+    """The records of :func:`record_skipped`: one sweep's, or every sweep's if ``sweep`` is None."""
+    tags = client.get_experiment(experiment_id).tags
+    keys = [SKIPPED_TAG + sweep] if sweep else sorted(k for k in tags if k.startswith(SKIPPED_TAG))
+    return [json.loads(tags[k]) for k in keys if k in tags]
+
+
 class SweepSummary(Callback):
     """Hydra callback. When a multirun starts, create the store and the experiment once, before
     any job (parallel jobs opening a fresh SQLite store race on its schema migration and on
-    creating the experiment). When it ends, print its runs as a table, the count of finished,
-    failed and skipped jobs with the reasons, and exit 1 if any job failed."""
+    creating the experiment). When it ends, record its skipped jobs in the experiment (for the
+    report), print its runs as a table, the count of finished, failed and skipped jobs with the
+    reasons, and exit 1 if any job failed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         lg = config.logger
@@ -84,6 +113,8 @@ class SweepSummary(Callback):
         runs = find_runs(config.logger.tracking_uri, config.logger.experiment_name, sweep)
         jobs = outcomes(config.hydra.sweep.dir)
         client = MlflowClient(resolve_tracking_uri(config.logger.tracking_uri))
+        exp = client.get_experiment_by_name(config.logger.experiment_name)
+        record_skipped(client, exp.experiment_id, sweep, jobs)
         runs += [
             client.get_run(j["run_id"]) for j in jobs if j["status"] == "SKIPPED" and "run_id" in j
         ]  # already finished earlier: shown, not trained again
