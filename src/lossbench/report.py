@@ -233,13 +233,13 @@ def skipped_section(client: MlflowClient, experiment: str, sweep: str | None) ->
     groups = [g for r in records for g in r["groups"]]
     if not groups:
         return []
-    jobs = [job.split() for g in groups for job in g["jobs"]]
+    jobs = [job for g in groups for job in g["jobs"]]
     common = [o for o in jobs[0] if all(o in job for job in jobs)]
     lines = ["", "## Skipped jobs (no run, not averaged in)", "",
              f"{len(jobs)} jobs of the sweep were skipped before training"
              + (f"; all with `{' '.join(common)}`" if common else "") + ":", ""]  # fmt: skip
     for g in groups:
-        own = [" ".join(o for o in job.split() if o not in common) or "(no other override)"
+        own = [" ".join(o for o in job if o not in common) or "(no other override)"
                for job in g["jobs"]]  # fmt: skip
         lines.append(f"- {g['reason']}: " + ", ".join(f"`{o}`" for o in own))
     if omitted := sum(r["omitted"] for r in records):

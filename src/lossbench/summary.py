@@ -74,13 +74,13 @@ def outcomes(sweep_dir: str | Path) -> list[dict]:
 def record_skipped(client: MlflowClient, experiment_id: str, sweep: str, jobs: list[dict]) -> None:
     """Keep a sweep's skipped jobs, which open no MLflow run, for the report: the experiment tag
     ``lossbench.skipped.<sweep id>``, JSON ``{"groups": [{"reason", "jobs"}], "omitted": n}``,
-    one group per reason (its first sentence), each job its overrides joined by spaces. Groups
-    that would pass MLflow's 20,000-character limit are counted in ``omitted``."""
-    groups: dict[str, list[str]] = {}
+    one group per reason (its first sentence), each job its list of overrides. Groups that would
+    pass MLflow's 20,000-character limit are counted in ``omitted``."""
+    groups: dict[str, list[list[str]]] = {}
     for job in jobs:
         if job["status"] == "SKIPPED":
             reason = job.get("reason", "").split(". ")[0][:300]
-            groups.setdefault(reason, []).append(" ".join(job["overrides"]))
+            groups.setdefault(reason, []).append(job["overrides"])
     if not groups:
         return
     kept = [{"reason": r, "jobs": j} for r, j in groups.items()]
