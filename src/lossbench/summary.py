@@ -15,6 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_EXPERIMENT_TAG_VAL_LENGTH as TAG_LIMIT
 from omegaconf import DictConfig
 from rich import box
 from rich.console import Console
@@ -26,7 +27,6 @@ OUTCOME = "outcome.json"  # each sweep job's status, written into its output dir
 TAGS = ("dataset", "head", "loss", "seed")
 COLUMNS = ("test/acc", "test/f1_macro", "test/f1_micro", "test/loss")
 SKIPPED_TAG = "lossbench.skipped."  # + sweep id: an experiment tag holding the sweep's skipped jobs
-TAG_LIMIT = 20000  # MLflow's longest experiment tag value
 
 
 def find_runs(
