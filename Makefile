@@ -59,7 +59,7 @@ tune: setup  # each valid pair at its own Optuna-tuned lr, then the report: make
 	$(BIN)/python -m lossbench.tune --n-trials $(TRIALS) --out reports/tune_lr
 
 ui: setup
-	$(BIN)/python -m lossbench.ui --tracking-uri $(STORE)
+	$(BIN)/python -m lossbench.ui --tracking-uri $(STORE) --create
 
 screenshot: setup  # the README's pictures of `make ui`: make screenshot EXPERIMENT=multilabel_grid
 	$(BIN)/python -m lossbench.screenshot --tracking-uri $(STORE) --experiment $(EXPERIMENT) \

@@ -2,30 +2,46 @@
 
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
-from hydra.errors import HydraException
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
 os.environ["LOSSBENCH_ROOT"] = str(Path(__file__).resolve().parent)
-# Hydra reports a bad override (an unknown config name, a key that does not exist) and exits 1,
-# like any crash. With full errors it raises instead, and we answer with exit code 2.
-os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+# Hydra prints an error and exits 1 itself, like any crash; with full errors it raises, and we
+# answer with one message and exit code 2. The traceback is shown when the user asked for it.
+SHOW_TRACEBACK = os.environ.get("HYDRA_FULL_ERROR") == "1"
+os.environ["HYDRA_FULL_ERROR"] = "1"
+
+from lossbench import schemas  # noqa: E402  (after LOSSBENCH_ROOT: the typed config schemas)
+from lossbench.errors import LossbenchError, user_message  # noqa: E402
+
+schemas.register()
+
+
+def stop(err: BaseException, message: str) -> None:
+    """One message on stderr (after the traceback, if HYDRA_FULL_ERROR=1), and the exit code."""
+    if SHOW_TRACEBACK:
+        traceback.print_exception(err)
+    print(f"lossbench: {message}", file=sys.stderr)
+    sys.exit(getattr(err, "exit_code", 2))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> str | None:
     from lossbench.run import main as run
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except LossbenchError as err:  # leaves as an exit, which Hydra does not log as a crash
+        stop(err, user_message(err))
 
 
 if __name__ == "__main__":
     try:
         main()
-    except (HydraException, OmegaConfBaseException) as err:
-        print(f"lossbench: error in the config or overrides: {err}", file=sys.stderr)
-        print("Fix: `python train.py --help` lists the config groups and options.", file=sys.stderr)
-        sys.exit(2)
+    except Exception as err:
+        if (message := user_message(err)) is None:
+            raise
+        stop(err, message)

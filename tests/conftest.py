@@ -85,6 +85,7 @@ def run_train(
         f"logger.tracking_uri={sqlite_uri(tmp / 'mlflow.db')}",
         f"hydra.run.dir={tmp / 'outputs'}",
         f"hydra.sweep.dir={tmp / 'multirun'}",
+        f"output_roots=[{tmp}]",
         *overrides,
     ]
     return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp)

@@ -17,7 +17,7 @@ from lossbench.errors import LossbenchError
 from lossbench.heads import HEADS
 from lossbench.losses import LOSSES
 from lossbench.models import MODELS
-from lossbench.tracking import resolve_tracking_uri
+from lossbench.store import resolve_tracking_uri
 
 
 def test_defaults() -> None:
@@ -127,3 +127,74 @@ def test_study_grids_cover_every_valid_pair(study: str, task: str) -> None:
     valid = {(h, loss) for t, h, loss, ok in matrix.table() if ok and t == task}
     assert valid <= grid
     assert params["seed"] == "1,2,3"
+
+
+def test_help_starts_with_lossbench_and_its_choices() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("lossbench: which output head and which loss")
+    assert "    loss:      asl, bce, bce_logits" in proc.stdout
+    assert "trainer:\n  _target_: pytorch_lightning.Trainer" in proc.stdout  # the config
+    assert "schema/" not in proc.stdout
+
+
+def test_help_page_is_current() -> None:
+    from lossbench.docs import HELP, help_page
+
+    assert HELP.read_text() == help_page(), "run `make docs`"
+
+
+# One key per group, given a value of the wrong type: refused when Hydra composes.
+WRONG_TYPES = {
+    "dataset": "dataset.batch_size=many",
+    "model": "model.dropout=high",
+    "head": "head.name=[1,2]",
+    "loss": "loss.label_smoothing=some",
+    "optimizer": "optimizer.lr=fast",
+    "trainer": "trainer.max_epochs=ten",
+    "logger": "logger.experiment_name=[a,b]",
+    "checkpoint": "checkpoint.save_top_k=all",
+    "run": "seed=abc",
+}
+
+
+@pytest.mark.parametrize("group", list(WRONG_TYPES))
+def test_every_group_is_typed(group: str) -> None:
+    from omegaconf import OmegaConf
+
+    from lossbench.errors import user_message
+
+    with pytest.raises(Exception) as err:
+        compose_cfg([WRONG_TYPES[group]])
+    message = user_message(err.value)
+    assert message is not None and "error in the config or overrides" in message, err.value
+    cfg = compose_cfg([])
+    node = cfg if group == "run" else cfg[group]
+    assert OmegaConf.get_type(node).__name__.endswith("Config"), OmegaConf.get_type(node)
+
+
+@pytest.mark.parametrize(
+    ("group", "registry", "skip"),
+    [("dataset", DATASETS, {"data_dir", "shuffle_seed"}), ("model", MODELS,
+     {"input_shape", "num_classes"}), ("loss", LOSSES, set()), ("head", HEADS, set())],
+)  # fmt: skip
+def test_each_option_takes_exactly_its_class_parameters(group, registry, skip) -> None:
+    """The config keys of every option are its class's parameters (a loss's parameter is a
+    key at once; a key that the class does not take cannot be composed)."""
+    import inspect
+
+    for name in registry:
+        cls = registry[name]
+        params = set(inspect.signature(cls.__init__).parameters) - {"self", *skip}
+        if "source" in params:  # canvases pass their source set's keys on
+            params = params - {"source"} | (
+                set(inspect.signature(cls.source_cls.__init__).parameters) - {"self", *skip}
+            )
+        keys = set(compose_cfg([f"{group}={name}"])[group]) - {"name"}
+        assert keys == params, name

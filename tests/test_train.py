@@ -138,3 +138,16 @@ def test_invalid_pair_exits_with_the_message_and_no_run(tmp_path: Path, tiny_dat
     assert proc.returncode == 2
     assert "Valid losses for head=sigmoid on a multiclass dataset: bce, bce_logits" in proc.stderr
     assert runs_in(tmp_path / "mlflow.db") == []
+
+
+def test_runs_record_their_process_and_logs_hold_no_framework_tips(per_dataset) -> None:
+    import socket
+
+    tmp, proc = per_dataset
+    for run in runs_in(tmp / "mlflow.db"):
+        tags = run.data.tags
+        assert tags["host"] == socket.gethostname() and tags["pid"].isdigit()
+        assert Path(tags["output_dir"], "checkpoints", "last.ckpt").is_file()
+    log = proc.stdout + proc.stderr
+    assert "Tip" not in log and "litlogger" not in log  # Lightning's product tips
+    assert "Total params" not in log  # the model summary: trainer.enable_model_summary=true

@@ -12,6 +12,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from lossbench import schemas
+
 ROOT = Path(__file__).resolve().parents[2]  # the project checkout (train.py, conf/)
 CONF = ROOT / "conf"
 
@@ -20,6 +22,7 @@ def compose_run_config(overrides: list[str], output_dir: Path) -> DictConfig:
     """The job config for ``overrides``, with HydraConfig set as in a real single run whose
     output directory is ``output_dir``."""
     os.environ.setdefault("LOSSBENCH_ROOT", str(ROOT))
+    schemas.register()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):

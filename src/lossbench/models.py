@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from lossbench.errors import LossbenchError
+from lossbench.errors import LossbenchError, check_range
 from lossbench.registry import Registry
 
 MODELS: Registry[type[nn.Module]] = Registry("model")
@@ -28,6 +28,9 @@ class MLP(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        for size in hidden:
+            check_range("model.hidden", size, ge=1, example="[256,128]")
+        check_range("model.dropout", dropout, ge=0, lt=1, example=0.1)
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for size in hidden:
@@ -64,6 +67,15 @@ class CNN(nn.Module):
                 f"{tuple(input_shape)}; use `model=mlp` for this dataset"
             )
         in_ch, height, width = input_shape
+        for size in channels:
+            check_range("model.channels", size, ge=1, example="[32,64]")
+        check_range("model.hidden", hidden, ge=1, example=128)
+        check_range("model.dropout", dropout, ge=0, lt=1, example=0.25)
+        if height >> len(channels) < 1 or width >> len(channels) < 1:
+            raise LossbenchError(
+                f"model.channels has {len(channels)} blocks, each halving the image, but the "
+                f"images are only {height}x{width}. Fix: use fewer blocks, e.g. model.channels=[32]"
+            )
         layers: list[nn.Module] = []
         for out_ch in channels:
             layers.append(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=not batch_norm))

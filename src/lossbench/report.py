@@ -32,11 +32,12 @@ from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from lossbench.summary import skipped_jobs
-from lossbench.tracking import CONFUSION, resolve_tracking_uri
+from lossbench.errors import exit_on_user_error
+from lossbench.store import experiment_named, open_store
+from lossbench.summary import REPORT_TAG, find_runs, skipped_jobs
+from lossbench.tracking import CONFUSION
 
 ALPHA = 0.05
-SUMMARY_TAG = "report_of"  # tags a summary run (its value: the sweep id, or "all")
 METRICS = ("test/acc", "test/f1_macro", "test/map")
 
 
@@ -66,16 +67,10 @@ class Pair:
 
 def load(client: MlflowClient, experiment: str, sweep: str | None) -> tuple[list[Pair], list[Run]]:
     """The FINISHED runs grouped by pair (with their val/loss curves), and the other runs."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise SystemExit(f"lossbench.report: no experiment {experiment!r} in the store")
-    query = f"tags.sweep_id = '{sweep}'" if sweep else ""
-    runs = client.search_runs([exp.experiment_id], query, max_results=5000)
+    runs = find_runs(client, experiment, sweep, limit=5000)  # earlier reports left out
     pairs: dict[tuple[str, str, str], Pair] = {}
     others = []
     for run in runs:
-        if SUMMARY_TAG in run.data.tags:  # an earlier report
-            continue
         if run.info.status != "FINISHED":
             others.append(run)
             continue
@@ -229,7 +224,7 @@ def skipped_section(client: MlflowClient, experiment: str, sweep: str | None) ->
     """The sweep's skipped jobs (they have no MLflow run), from the record its end left in the
     experiment (``summary.record_skipped``): one line per reason, overrides shared by every
     skipped job said once."""
-    records = skipped_jobs(client, client.get_experiment_by_name(experiment).experiment_id, sweep)
+    records = skipped_jobs(client, experiment_named(client, experiment).experiment_id, sweep)
     groups = [g for r in records for g in r["groups"]]
     if not groups:
         return []
@@ -249,8 +244,8 @@ def skipped_section(client: MlflowClient, experiment: str, sweep: str | None) ->
 
 def log_summary_run(client: MlflowClient, experiment: str, sweep: str | None, out: Path) -> str:
     """Log the report and its plots to a summary run of the sweep, for the dashboard."""
-    exp = client.get_experiment_by_name(experiment)
-    tags = {SUMMARY_TAG: sweep or "all", "mlflow.runName": f"report-{sweep or 'all'}"}
+    exp = experiment_named(client, experiment)
+    tags = {REPORT_TAG: sweep or "all", "mlflow.runName": f"report-{sweep or 'all'}"}
     if sweep:
         tags["sweep_id"] = sweep
     run = client.create_run(exp.experiment_id, tags=tags)
@@ -269,7 +264,7 @@ def write_report(
 ) -> Path:
     """Write ``out/REPORT.md`` and its plots (``extra``: markdown lines of a closing section);
     with ``log``, also to a summary run of the sweep."""
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    client = open_store(tracking_uri)
     pairs, others = load(client, experiment, sweep)
     out.mkdir(parents=True, exist_ok=True)
     scope = f"sweep `{sweep}`" if sweep else "all runs"
@@ -323,7 +318,10 @@ def main(argv: list[str] | None = None) -> None:
         "--no-log", action="store_true", help="do not log the report to a summary MLflow run"
     )
     args = parser.parse_args(argv)
-    print(write_report(args.tracking_uri, args.experiment, args.sweep, args.out, not args.no_log))
+    with exit_on_user_error("lossbench.report"):
+        log = not args.no_log
+        path = write_report(args.tracking_uri, args.experiment, args.sweep, args.out, log)
+    print(path)
 
 
 if __name__ == "__main__":

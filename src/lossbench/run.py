@@ -1,14 +1,20 @@
-"""One run from a resolved Hydra config: validate → build → fit → test → record."""
+"""One run from a resolved Hydra config: check → build → open the run → fit → test → record.
+
+Everything that can be refused is checked, and everything that can fail to build is built,
+before the MLflow run opens: a refused or broken config leaves nothing in the store.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import shlex
 import signal
 import sys
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +23,14 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lossbench import matrix, tracking
+from lossbench import matrix, schemas, store, tracking
 from lossbench.checkpoint import Checkpoint
-from lossbench.data import DATASETS, make_datamodule
-from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError
+from lossbench.data import DATASETS, ClassificationData, make_datamodule
+from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError, check_range
 from lossbench.heads import make_head
 from lossbench.losses import make_criterion
 from lossbench.models import make_model
@@ -36,6 +42,19 @@ log = logging.getLogger("lossbench")
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")  # in-memory data: none needed
 warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+# train/loss_epoch is logged whatever the interval: Lightning's hint about it does not apply
+warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's product tips ("💡 Tip: ... try installing litlogger"): framework
+    advertising, not something a lossbench user can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoTips())
 
 
 def _name_and_params(node: DictConfig) -> tuple[str, dict[str, Any]]:
@@ -49,30 +68,61 @@ def _sweep_id() -> str | None:
     return None
 
 
+@dataclass
+class Job:
+    """A run built and ready to open: what :func:`_fit` needs."""
+
+    cfg: DictConfig
+    resolved: dict[str, Any]
+    resume: str | None
+    data: ClassificationData
+    module: Classifier
+    checkpoint: Checkpoint
+    trainer: pl.Trainer
+    logger: tracking.BatchedMLFlowLogger
+    name: str
+    clock: dict[str, float]
+
+
 def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     """Train and test one configuration; return its MLflow run id.
 
-    ``callbacks`` are added to the Trainer's (the benchmark times training with one).
-
-    Everything that can be refused (names, the head/loss pair, missing data) is checked before
-    the MLflow run is opened, so a refused config leaves nothing in the store.
+    ``callbacks`` are added to the Trainer's (the benchmark times training with one). An error
+    before the run opens is a :class:`LossbenchError` (one message, exit code 2).
     """
+    try:
+        job = _build(cfg, callbacks)
+    except LossbenchError:
+        raise
+    except Exception as err:
+        raise LossbenchError(
+            f"the run could not be set up: {type(err).__name__}: {err}. Fix: correct the "
+            "config value or file it names (HYDRA_FULL_ERROR=1 shows the traceback)"
+        ) from err
+    return _fit(job)
+
+
+def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
+    """Check the config, the store, the data; build the model, optimizer and Trainer."""
+    schemas.check_keys(cfg)
     dataset, data_params = _name_and_params(cfg.dataset)
     head_name, head_params = _name_and_params(cfg.head)
     loss_name, loss_params = _name_and_params(cfg.loss)
     model_name, model_params = _name_and_params(cfg.model)
     task = DATASETS[dataset].task
     matrix.check(task, head_name, loss_name)
-    _check_optimized_metric(cfg.optimized_metric, cfg.checkpoint.monitor)
-    lr = cfg.optimizer.get("lr")
-    if lr is not None and not lr > 0:
-        raise LossbenchError(f"optimizer.lr={lr} must be positive; set e.g. `optimizer.lr=0.001`")
+    _check_run_keys(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     chash = tracking.config_hash(resolved)
-    resume = tracking.resumable(cfg.logger.tracking_uri, cfg.resume, chash) if cfg.resume else None
-    tracking.check_store(cfg.logger.tracking_uri)
+    uri = cfg.logger.tracking_uri
+    store.check_store(uri)
+    if (existing := store.existing_store(uri)) is not None:
+        store.close_stale(existing)  # this host's runs whose process died: KILLED
+    resume = None
+    if cfg.resume:
+        resume = tracking.resumable(uri, cfg.resume, chash, cfg.output_roots)
     if _sweep_id() is not None and not cfg.rerun and resume is None:
-        done = tracking.finished_run(cfg.logger.tracking_uri, cfg.logger.experiment_name, chash)
+        done = tracking.finished_run(uri, cfg.logger.experiment_name, chash)
         if done is not None:
             raise AlreadyDone(done)
 
@@ -85,27 +135,24 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     data.setup("fit")
     clock["data"] = time.perf_counter()
     model = make_model(model_name, data.input_shape, data.num_classes, **model_params)
+    optimizer = _optimizer_factory(cfg.optimizer, model)
     if cfg.compile:
         model = torch.compile(model)
-    module = Classifier(model, head, criterion, task, data.num_classes, instantiate(cfg.optimizer))
+    module = Classifier(model, head, criterion, task, data.num_classes, optimizer)
     progress, show_bar = progress_callbacks(cfg.progress_bar)
-    checkpoint = Checkpoint(
-        dirpath=Path(cfg.output_dir).resolve() / "checkpoints", **cfg.checkpoint
-    )
+    output_dir = Path(cfg.output_dir).resolve()
+    checkpoint = Checkpoint(dirpath=output_dir / "checkpoints", **cfg.checkpoint)
 
     tags = {"dataset": dataset, "head": head_name, "loss": loss_name, "seed": cfg.seed}
     tags |= {"model": model_name, "task": task, "config_hash": chash}
+    tags |= {**store.process_tags(), store.OUTPUT_TAG: str(output_dir)}
     if (sweep := _sweep_id()) is not None:
         tags["sweep_id"] = sweep
     name = tracking.run_name(dataset, head_name, loss_name, cfg.seed)
-    lg = cfg.logger
-    logger = tracking.make_logger(
-        lg.tracking_uri, lg.experiment_name, name, tags, lg.artifact_location, cfg.resume
-    )
-    try:  # bad Trainer arguments fail here, before the run opens
+    try:  # bad Trainer arguments fail here; the logger (which opens the store) comes after
         trainer: pl.Trainer = instantiate(
             cfg.trainer,
-            logger=logger,
+            logger=False,
             callbacks=[*progress, checkpoint, *callbacks],
             enable_progress_bar=show_bar,
         )
@@ -115,19 +162,31 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
             f"Lightning's Trainer refused the trainer config: {cause}. "
             "Fix the trainer.* value it names (see pytorch_lightning.Trainer's arguments)"
         ) from None
-    log.info("run %s (%s) → %s", name, logger.run_id, logger.experiment.tracking_uri)
-    status = "FAILED"
+    lg = cfg.logger
+    store.prepare_store(uri, lg.experiment_name, lg.artifact_location)  # once, under a lock
+    logger = tracking.make_logger(uri, lg.experiment_name, name, tags, lg.artifact_location,
+                                  cfg.resume)  # fmt: skip
+    trainer.logger = logger  # the run opens on the logger's first use, in _fit
+    return Job(cfg, resolved, resume, data, module, checkpoint, trainer, logger, name, clock)
+
+
+def _fit(job: Job) -> str:
+    """Open the run, fit, test with the best weights, record; end the run with its status."""
+    cfg, trainer, module, data, checkpoint, logger = (
+        job.cfg, job.trainer, job.module, job.data, job.checkpoint, job.logger)  # fmt: skip
+    clock = job.clock
+    log.info("run %s (%s) → %s", job.name, logger.run_id, logger.experiment.tracking_uri)
+    status, stopped, reason, command = "FAILED", None, "", None
     try:
-        if resume is None:  # a resumed run has its params (MLflow refuses to change them)
-            tracking.log_config(logger, resolved, OmegaConf.to_yaml(cfg, resolve=True))
+        if job.resume is None:  # a resumed run has its params (MLflow refuses to change them)
+            tracking.log_config(logger, job.resolved, OmegaConf.to_yaml(cfg, resolve=True))
         else:
             tracking.reopen(logger)
         clock["fit_start"] = time.perf_counter()
-        trainer.fit(module, datamodule=data, ckpt_path=resume)
+        trainer.fit(module, datamodule=data, ckpt_path=job.resume, weights_only=True)
         clock["fit"] = time.perf_counter()
-        trainer.test(
-            module, datamodule=data, ckpt_path=checkpoint.best_model_path or None, verbose=False
-        )
+        best = checkpoint.best_model_path or None
+        trainer.test(module, datamodule=data, ckpt_path=best, verbose=False, weights_only=True)
         clock["test"] = time.perf_counter()
         if trainer.is_global_zero:  # under DDP, rank zero alone records
             if module.thresholds is not None:  # head.threshold=tuned: of the tested weights
@@ -135,28 +194,98 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
             if module.test_confusion is not None:
                 tracking.log_confusion(logger, module.test_confusion.tolist(), data.class_names)
             if checkpoint.best_model_score is not None:
-                best = {f"{checkpoint.monitor}_best": float(checkpoint.best_model_score)}
-                logger.log_metrics(best, step=trainer.global_step)
+                score = {f"{checkpoint.monitor}_best": float(checkpoint.best_model_score)}
+                logger.log_metrics(score, step=trainer.global_step)
             tracking.log_loss_curves(logger)
             tracking.log_timings(logger, clock)
         status = "FINISHED"
     except (KeyboardInterrupt, SystemExit) as err:  # Lightning turns Ctrl-C into sys.exit(1)
-        status = "KILLED"
+        status, stopped = "KILLED", err
         last = Path(checkpoint.dirpath) / "last.ckpt"
         try:
             trainer.save_checkpoint(last)  # resume=<run id> continues from here
         except Exception:  # interrupted before training began: nothing to resume
             last = None
-        tracking.record_failure(logger, err, status, checkpoint=last and str(last))
-        # Lightning's SIGTERMException carries no exit code (0): exit as a SIGTERM'd process
-        code = err.code if isinstance(err, SystemExit) and err.code else 128 + signal.SIGTERM
-        raise SystemExit(code) from err
+        command = resume_command(logger.run_id) if last else None
+        reason = f"stopped by {_signal_name(err)}" + (f"; resume: {command}" if command else "")
+        tracking.record_failure(logger, err, status, checkpoint=last and str(last), reason=reason)
     except BaseException as err:
         tracking.record_failure(logger, err, status)
         raise
     finally:
         tracking.end_run(logger, status)
+    if stopped is not None:
+        print(f"\nlossbench: run {logger.run_id} was {reason.split(';')[0]} and is KILLED.",
+              file=sys.stderr)  # fmt: skip
+        if command:
+            print(f"Continue it with:\n  {command}", file=sys.stderr)
+        # Lightning's SIGTERMException carries no exit code (0): exit as a SIGTERM'd process
+        code = stopped.code if isinstance(stopped, SystemExit) and stopped.code else None
+        raise SystemExit(code or 128 + signal.SIGTERM) from stopped
     return logger.run_id
+
+
+def _signal_name(err: BaseException) -> str:
+    """Which signal stopped the run: Lightning raises SIGTERMException for SIGTERM, and turns
+    the KeyboardInterrupt of SIGINT into ``sys.exit(1)``."""
+    if isinstance(err, SIGTERMException):
+        return "SIGTERM"
+    if isinstance(err, KeyboardInterrupt) or isinstance(err.__context__, KeyboardInterrupt):
+        return "SIGINT (Ctrl-C)"
+    return f"SystemExit({getattr(err, 'code', '')})"
+
+
+def resume_command(run_id: str) -> str:
+    """The command that continues run ``run_id``: this job's overrides plus ``resume=``
+    (``hydra.mode=RUN`` for a job of a sweep: it continues as a single run)."""
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    overrides = [o for o in (hydra.overrides.task if hydra else []) if not o.startswith("resume=")]
+    if hydra is not None and hydra.mode == RunMode.MULTIRUN:
+        overrides.append("hydra.mode=RUN")
+    return shlex.join(["python", "train.py", *overrides, f"resume={run_id}"])
+
+
+def _optimizer_factory(node: DictConfig, model: torch.nn.Module) -> Any:
+    """The optimizer factory of the config, tried once on the model's parameters so that
+    torch's own checks (lr, betas, momentum, ...) refuse a bad value before the run opens."""
+    factory = instantiate(node)
+    try:
+        factory(model.parameters())
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise LossbenchError(
+            f"{node._target_} refused the optimizer config: {err}. Fix: correct that "
+            "optimizer.* value"
+        ) from None
+    return factory
+
+
+def _check_run_keys(cfg: DictConfig) -> None:
+    """Ranges of the run's own keys and the Trainer's numeric arguments that lossbench relies
+    on; other Trainer values are checked by Lightning when the Trainer is built."""
+    check_range("seed", cfg.seed, ge=0, le=2**32 - 1, example=42)
+    lr = cfg.optimizer.get("lr")
+    if lr is not None:
+        check_range("optimizer.lr", lr, gt=0, example=0.001)
+    t = cfg.trainer
+    if t.max_epochs is not None:
+        check_range("trainer.max_epochs", t.max_epochs, ge=1, example=2)
+    if t.max_steps != -1 and t.max_steps < 1:
+        raise LossbenchError(
+            f"trainer.max_steps={t.max_steps} is out of range: it must be >= 1, or -1 for no "
+            "limit. Fix: set e.g. `trainer.max_steps=-1`"
+        )
+    if t.log_every_n_steps is not None:
+        check_range("trainer.log_every_n_steps", t.log_every_n_steps, ge=1, example=50)
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        if t[key] is not None and isinstance(t[key], int | float):
+            check_range(f"trainer.{key}", t[key], gt=0, example=1.0)
+    check_range("trainer.accumulate_grad_batches", t.accumulate_grad_batches, ge=1, example=1)
+    if t.check_val_every_n_epoch is not None:
+        check_range("trainer.check_val_every_n_epoch", t.check_val_every_n_epoch, ge=1, example=1)
+    if isinstance(t.gradient_clip_val, int | float):
+        check_range("trainer.gradient_clip_val", t.gradient_clip_val, ge=0, example=1.0)
+    check_range("checkpoint.save_top_k", cfg.checkpoint.save_top_k, ge=-1, example=1)
+    _check_optimized_metric(cfg.optimized_metric, cfg.checkpoint.monitor)
 
 
 def _check_optimized_metric(name: str | None, monitor: str) -> None:
@@ -175,7 +304,7 @@ def objective(cfg: DictConfig, run_id: str) -> float | str:
     in MLflow (its last logged value), or the run id when no metric is optimised."""
     if not cfg.optimized_metric:
         return run_id
-    client = MlflowClient(tracking.resolve_tracking_uri(cfg.logger.tracking_uri))
+    client = store.open_store(cfg.logger.tracking_uri)
     metrics = client.get_run(run_id).data.metrics
     value = metrics.get(cfg.optimized_metric)
     if value is None:
@@ -189,18 +318,22 @@ def objective(cfg: DictConfig, run_id: str) -> float | str:
 def main(cfg: DictConfig) -> float | str | None:
     """Hydra's task function: returns the run id, or the run's ``optimized_metric`` if set.
 
-    A single run: a refused config exits 2 with one message; a failed run exits non-zero.
-    In a sweep, no job stops the others: a refused pair or an already finished config is
-    skipped (an already finished one still returns its ``optimized_metric``), a failure is
-    recorded (the MLflow run ends FAILED with its reason) and returns None, and each job
-    leaves ``outcome.json`` in its output dir for the sweep's closing summary.
+    A single run: a refused config raises its :class:`LossbenchError` (``train.py`` prints it
+    and exits 2); a failed run raises. In a sweep, no job stops the others: a refused pair or
+    an already finished config is skipped (an already finished one still returns its
+    ``optimized_metric``), a failure is recorded (the MLflow run ends FAILED with its reason)
+    and returns None, and each job leaves ``outcome.json`` in its output dir for the sweep's
+    closing summary.
     """
-    sweep = _sweep_id() is not None
+    if _sweep_id() is None:
+        run_id = train(cfg)
+        if run_id is not None:  # None: the other ranks of a DDP run
+            print_run(cfg.logger.tracking_uri, run_id)
+            return objective(cfg, run_id)
+        return None
     try:
         run_id = train(cfg)
     except (InvalidPair, AlreadyDone) as err:
-        if not sweep:
-            _fail(err)
         log.warning("skipped: %s", err)
         if isinstance(err, AlreadyDone):
             _outcome(cfg, "SKIPPED", reason=str(err), run_id=err.run_id)
@@ -208,23 +341,16 @@ def main(cfg: DictConfig) -> float | str | None:
         _outcome(cfg, "SKIPPED", reason=str(err))
         return None
     except LossbenchError as err:
-        if not sweep:
-            _fail(err)
         log.error("failed: %s", err)
         _outcome(cfg, "FAILED", reason=str(err))
         return None
     except Exception as err:
-        if not sweep:
-            raise
         log.exception("failed: %s", err)
         _outcome(cfg, "FAILED", reason=f"{type(err).__name__}: {err}")
         return None
-    if run_id is None:  # the other ranks of a DDP run
+    if run_id is None:
         return None
-    if not sweep:
-        print_run(cfg.logger.tracking_uri, run_id)
-    else:
-        _outcome(cfg, "FINISHED", run_id=run_id)
+    _outcome(cfg, "FINISHED", run_id=run_id)
     return objective(cfg, run_id)
 
 
@@ -234,8 +360,3 @@ def _outcome(cfg: DictConfig, status: str, **fields: str) -> None:
     overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
     record = {"status": status, "overrides": overrides, **fields}
     (Path(cfg.output_dir) / OUTCOME).write_text(json.dumps(record))
-
-
-def _fail(err: LossbenchError) -> None:
-    print(f"lossbench: error: {err}", file=sys.stderr)
-    sys.exit(err.exit_code)

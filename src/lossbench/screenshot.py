@@ -28,7 +28,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from lossbench.tracking import resolve_tracking_uri
+from lossbench.store import resolve_tracking_uri
 from lossbench.ui import free_port, wait_for_http
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")

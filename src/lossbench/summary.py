@@ -21,38 +21,75 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from lossbench.tracking import prepare_store, resolve_tracking_uri, retry_if_locked, sweep_id
+from lossbench.errors import LossbenchError, check_writable_dir, exit_on_user_error
+from lossbench.store import (
+    close_stale,
+    experiment_named,
+    open_store,
+    prepare_store,
+    retry_if_locked,
+)
+from lossbench.tracking import sweep_id
 
 OUTCOME = "outcome.json"  # each sweep job's status, written into its output dir
 TAGS = ("dataset", "head", "loss", "seed")
-COLUMNS = ("test/acc", "test/f1_macro", "test/f1_micro", "test/loss")
+# Test metrics shown, per task: multi-label `acc` is exact match, so Hamming accuracy,
+# micro-F1 and mAP are shown beside it.
+COLUMNS = {
+    "multiclass": ("test/acc", "test/f1_macro", "test/f1_micro", "test/loss"),
+    "multilabel": ("test/acc", "test/hamming_acc", "test/f1_micro", "test/map", "test/loss"),
+}
 SKIPPED_TAG = "lossbench.skipped."  # + sweep id: an experiment tag holding the sweep's skipped jobs
+REPORT_TAG = "report_of"  # tags a report's summary run (its value: the sweep id, or "all")
 
 
 def find_runs(
-    tracking_uri: str, experiment: str, sweep: str | None = None, limit: int = 50
+    client: MlflowClient, experiment: str, sweep: str | None = None, limit: int = 50
 ) -> list[Run]:
-    """Runs of ``experiment`` (of one sweep if given), newest first."""
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    query = f"tags.sweep_id = '{sweep}'" if sweep else ""
+    """Training runs of ``experiment`` (of one sweep if given; report runs left out), newest
+    first. An unknown experiment or sweep is refused, naming those that exist."""
+    exp = experiment_named(client, experiment)
+    runs = training_runs(client, exp.experiment_id, sweep, limit)
+    if sweep and not runs:
+        known = {r.data.tags.get("sweep_id") for r in client.search_runs([exp.experiment_id])}
+        sweeps = ", ".join(sorted(s for s in known if s)) or "none"
+        raise LossbenchError(
+            f"experiment {experiment!r} has no run of sweep {sweep!r}; its sweeps: {sweeps}. "
+            "Fix: --sweep <one of those> (each sweep's closing table names its id)"
+        )
+    return runs
+
+
+def training_runs(
+    client: MlflowClient, experiment_id: str, sweep: str | None, limit: int
+) -> list[Run]:
+    """The runs of an experiment (of one sweep), newest first, without the reports' runs."""
+    query = f"tags.{REPORT_TAG} IS NULL" + (f" and tags.sweep_id = '{sweep}'" if sweep else "")
     return client.search_runs(
-        [exp.experiment_id], query, max_results=limit, order_by=["attributes.start_time DESC"]
+        [experiment_id], query, max_results=limit, order_by=["attributes.start_time DESC"]
     )
 
 
+def columns(runs: list[Run]) -> list[str]:
+    """The test metrics to show for these runs' tasks (multi-class first)."""
+    tasks = {r.data.tags.get("task", "multiclass") for r in runs} or {"multiclass"}
+    chosen = [c for t in COLUMNS if t in tasks for c in COLUMNS[t]]
+    return list(dict.fromkeys(chosen))
+
+
 def table(runs: list[Run], title: str) -> Table:
-    """Runs ranked by test accuracy: dataset, head, loss, seed, lr, status and test metrics."""
-    out = Table(title=title, box=box.SIMPLE_HEAD)
+    """Runs ranked by test accuracy: dataset, head, loss, seed, lr, status and test metrics
+    (for multi-label sets: exact-match acc, Hamming acc, micro-F1, mAP)."""
+    shown = columns(runs)
+    caption = "multi-label acc: exact match" if "test/map" in shown else None
+    out = Table(title=title, box=box.SIMPLE_HEAD, caption=caption)
     for col in (*TAGS, "lr", "status"):
         out.add_column(col)
-    for col in COLUMNS:
+    for col in shown:
         out.add_column(col.removeprefix("test/"), justify="right")
     ranked = sorted(runs, key=lambda r: -r.data.metrics.get("test/acc", float("-inf")))
     for r in ranked:
-        values = [r.data.metrics.get(c) for c in COLUMNS]
+        values = [r.data.metrics.get(c) for c in shown]
         cells = ["—" if v is None else f"{v:.4f}" for v in values]
         tags = [r.data.tags.get(t, "?") for t in TAGS]
         lr = r.data.params.get("optimizer/lr")
@@ -62,13 +99,37 @@ def table(runs: list[Run], title: str) -> Table:
 
 def print_run(tracking_uri: str, run_id: str) -> None:
     """The table for one finished run."""
-    run = MlflowClient(resolve_tracking_uri(tracking_uri)).get_run(run_id)
+    run = open_store(tracking_uri).get_run(run_id)
     _console().print(table([run], f"test metrics, run {run.info.run_name} ({run_id})"))
 
 
 def outcomes(sweep_dir: str | Path) -> list[dict]:
-    """The ``outcome.json`` of every job of a sweep (any launcher: they are files)."""
-    return [json.loads(p.read_text()) for p in sorted(Path(sweep_dir).glob(f"**/{OUTCOME}"))]
+    """The ``outcome.json`` of every job of a sweep (any launcher: they are files). A job that
+    started (Hydra wrote its ``.hydra/`` folder) but left no outcome crashed: it counts as
+    FAILED."""
+    jobs = []
+    for hydra_dir in sorted(Path(sweep_dir).glob("**/.hydra")):
+        outcome = hydra_dir.parent / OUTCOME
+        if outcome.is_file():
+            jobs.append(json.loads(outcome.read_text()))
+        else:
+            jobs.append(
+                {
+                    "status": "FAILED",
+                    "overrides": _overrides(hydra_dir),
+                    "reason": f"the job ended without an outcome (see {hydra_dir.parent})",
+                }
+            )
+    return jobs
+
+
+def _overrides(hydra_dir: Path) -> list[str]:
+    from omegaconf import OmegaConf
+
+    try:
+        return list(OmegaConf.load(hydra_dir / "overrides.yaml"))
+    except OSError:
+        return []
 
 
 def record_skipped(client: MlflowClient, experiment_id: str, sweep: str, jobs: list[dict]) -> None:
@@ -98,46 +159,74 @@ def skipped_jobs(client: MlflowClient, experiment_id: str, sweep: str | None) ->
 
 
 class SweepSummary(Callback):
-    """Hydra callback. When a multirun starts, create the store and the experiment once, before
-    any job (parallel jobs opening a fresh SQLite store race on its schema migration and on
-    creating the experiment). When it ends, record its skipped jobs in the experiment (for the
-    report), print its runs as a table, the count of finished, failed and skipped jobs with the
-    reasons, and exit 1 if any job failed."""
+    """Hydra callback of every run and sweep.
+
+    Before a single run, and before a sweep's first job: the output folder must be writable
+    (else one message and exit 2). A sweep then creates the store and the experiment once, and
+    closes this host's runs whose process died. When the sweep ends: record its skipped jobs in
+    the experiment (for the report), print its runs as a table and the count of finished, failed
+    and skipped jobs with the reasons, and exit 1 if any job failed or the summary itself could
+    not be made. (Hydra turns a callback's exception into a warning: errors leave by exit.)
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with exit_on_user_error("lossbench"):
+            check_writable_dir(config.hydra.run.dir, "the output folder (hydra.run.dir)",
+                               "set hydra.run.dir to a writable folder")  # fmt: skip
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         lg = config.logger
-        prepare_store(lg.tracking_uri, lg.experiment_name, lg.artifact_location)
+        with exit_on_user_error("lossbench"):
+            check_writable_dir(config.hydra.sweep.dir, "the sweep folder (hydra.sweep.dir)",
+                               "set hydra.sweep.dir to a writable folder")  # fmt: skip
+            try:
+                client = prepare_store(lg.tracking_uri, lg.experiment_name, lg.artifact_location)
+                close_stale(client)
+            except LossbenchError:
+                raise
+            except Exception as err:  # no job could record anything: stop before the first
+                print(f"lossbench: the store {lg.tracking_uri} could not be prepared: "
+                      f"{type(err).__name__}: {err}", file=sys.stderr)  # fmt: skip
+                sys.exit(1)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            jobs = outcomes(config.hydra.sweep.dir)
+        except Exception as err:
+            print(f"lossbench: the sweep's jobs cannot be counted ({err!r})", file=sys.stderr)
+            sys.exit(1)
+        counts = {k: sum(j["status"] == k for j in jobs) for k in ("FINISHED", "FAILED", "SKIPPED")}
+        try:
+            self._summary(config, jobs, _console())
+            summary_failed = False
+        except Exception as err:  # the jobs are counted all the same
+            print(f"lossbench: the sweep's summary table failed: {type(err).__name__}: {err}")
+            summary_failed = True
+        print(f"jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
+              f"{counts['SKIPPED']} skipped")  # fmt: skip
+        for job in jobs:
+            if job["status"] != "FINISHED":
+                overrides = " ".join(job["overrides"])
+                print(f"  {job['status'].lower()}: {overrides}: {job.get('reason', '')}")
+        sys.stdout.flush()
+        if counts["FAILED"] or summary_failed:
+            sys.exit(1)
+
+    @staticmethod
+    def _summary(config: DictConfig, jobs: list[dict], console: Console) -> None:
         sweep = sweep_id(config.hydra.sweep.dir)
-        runs = find_runs(config.logger.tracking_uri, config.logger.experiment_name, sweep)
-        jobs = outcomes(config.hydra.sweep.dir)
-        client = MlflowClient(resolve_tracking_uri(config.logger.tracking_uri))
-        exp = client.get_experiment_by_name(config.logger.experiment_name)
+        client = prepare_store(config.logger.tracking_uri)
+        exp = experiment_named(client, config.logger.experiment_name)
         record_skipped(client, exp.experiment_id, sweep, jobs)
+        runs = training_runs(client, exp.experiment_id, sweep, limit=5000)
         runs += [
             client.get_run(j["run_id"]) for j in jobs if j["status"] == "SKIPPED" and "run_id" in j
         ]  # already finished earlier: shown, not trained again
-        console = _console()
         title = (
             f"sweep {sweep} ({Path(config.hydra.sweep.dir).name}): {len(runs)} runs in "
             f"experiment {config.logger.experiment_name!r}"
         )
         console.print(table(runs, title))
-        counts = {k: sum(j["status"] == k for j in jobs) for k in ("FINISHED", "FAILED", "SKIPPED")}
-        console.print(
-            f"jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
-            f"{counts['SKIPPED']} skipped"
-        )
-        for job in jobs:
-            if job["status"] != "FINISHED":
-                console.print(
-                    f"  {job['status'].lower()}: {' '.join(job['overrides'])}: "
-                    f"{job.get('reason', '')}",
-                    highlight=False,
-                )
-        if counts["FAILED"]:
-            sys.exit(1)
 
 
 def _console() -> Console:
@@ -151,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep", default=None, help="a sweep_id tag")
     parser.add_argument("--limit", type=int, default=20)
     args = parser.parse_args(argv)
-    runs = find_runs(args.tracking_uri, args.experiment, args.sweep, args.limit)
+    with exit_on_user_error("lossbench.summary"):
+        runs = find_runs(open_store(args.tracking_uri), args.experiment, args.sweep, args.limit)
     _console().print(
         table(runs, f"test metrics, {len(runs)} runs of experiment {args.experiment!r}")
     )

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import requests
 from lightning_utilities.core.rank_zero import rank_zero_only
 from matplotlib.figure import Figure
 from mlflow.entities import Metric
@@ -20,32 +18,19 @@ from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import MLFlowLogger
 
 from lossbench.errors import LossbenchError, NonFiniteLoss
+from lossbench.store import (
+    default_artifact_location,
+    existing_store,
+    open_store,
+    process_tags,
+    resolve_tracking_uri,
+    retry_if_locked,
+)
 
-T = TypeVar("T")
 LOSS_CURVES = "loss_curves.png"
 CONFIG_ARTIFACT = "config.yaml"
 THRESHOLDS = "thresholds.json"
 CONFUSION = "confusion_matrix.json"
-
-
-def resolve_tracking_uri(uri: str) -> str:
-    """``uri`` with a relative ``sqlite:`` or file path made absolute (against the cwd).
-
-    Hydra gives each job its own output dir; every job of a sweep must hit the same store.
-    """
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///") :]
-        return f"sqlite:///{Path(path).expanduser().resolve()}"
-    if "://" not in uri:
-        return Path(uri).expanduser().resolve().as_uri()
-    return uri
-
-
-def default_artifact_location(uri: str) -> str | None:
-    """Artifacts of a SQLite store go in ``mlruns/`` beside the database; servers choose."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///") :]).parent / "mlruns").as_uri()
-    return None
 
 
 def run_name(dataset: str, head: str, loss: str, seed: int) -> str:
@@ -55,19 +40,6 @@ def run_name(dataset: str, head: str, loss: str, seed: int) -> str:
 def sweep_id(sweep_dir: str | Path) -> str:
     """A short stable id for a Hydra multirun: a hash of its absolute sweep directory."""
     return hashlib.sha1(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:10]
-
-
-def retry_if_locked(write: Callable[[], T], tries: int = 6) -> T:
-    """``write()``, retried with a short backoff (0.1 s … 3.2 s) while SQLite says
-    ``database is locked`` (busy parallel writers on one store)."""
-    for attempt in range(tries):
-        try:
-            return write()
-        except MlflowException as err:
-            if "database is locked" not in str(err) or attempt == tries - 1:
-                raise
-            time.sleep(0.1 * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 class BatchedMLFlowLogger(MLFlowLogger):
@@ -112,9 +84,9 @@ class BatchedMLFlowLogger(MLFlowLogger):
 # Keys that say where or how a run is stored or shown, not what it computes: left out of its
 # config hash (dotted paths).
 NOT_HASHED = (
-    "root_dir", "data_dir", "output_dir", "progress_bar", "rerun", "resume", "logger",
-    "optimized_metric", "tuned_lr",
-    "trainer.default_root_dir",
+    "root_dir", "data_dir", "output_dir", "output_roots", "progress_bar", "rerun", "resume",
+    "logger", "optimized_metric", "tuned_lr",
+    "trainer.default_root_dir", "trainer.enable_model_summary",
 )  # fmt: skip
 
 
@@ -132,48 +104,13 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 def finished_run(tracking_uri: str, experiment_name: str, chash: str) -> str | None:
     """The id of a FINISHED run with this config hash in the experiment, if any."""
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
-    exp = client.get_experiment_by_name(experiment_name)
+    client = existing_store(tracking_uri)
+    exp = client and client.get_experiment_by_name(experiment_name)
     if exp is None:
         return None
     query = f"tags.config_hash = '{chash}' and attributes.status = 'FINISHED'"
     runs = client.search_runs([exp.experiment_id], query, max_results=1)
     return runs[0].info.run_id if runs else None
-
-
-def check_store(tracking_uri: str) -> None:
-    """Fail fast, with the fix, when the store cannot be written or reached."""
-    uri = resolve_tracking_uri(tracking_uri)
-    fix = "set logger.tracking_uri to a writable sqlite:///path/mlflow.db or a running server"
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///") :]).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".lossbench-write-test-{os.getpid()}"
-            probe.touch()
-            probe.unlink()
-        except OSError as err:
-            raise LossbenchError(
-                f"the tracking store {uri} is not writable ({err}); {fix}"
-            ) from None
-    elif uri.startswith(("http://", "https://")):
-        try:
-            requests.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
-        except requests.RequestException as err:
-            raise LossbenchError(
-                f"the tracking server {uri} cannot be reached ({type(err).__name__}); "
-                f"start it (`make server`) or {fix}"
-            ) from None
-
-
-def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> None:
-    """Create the store (schema) and the experiment if missing, from one process."""
-    uri = resolve_tracking_uri(tracking_uri)
-    check_store(uri)
-    client = MlflowClient(uri)
-    if client.get_experiment_by_name(experiment_name) is None:
-        location = artifact_location or default_artifact_location(uri)
-        client.create_experiment(experiment_name, artifact_location=location)
 
 
 def make_logger(
@@ -252,50 +189,84 @@ def log_timings(logger: BatchedMLFlowLogger, clock: dict[str, float]) -> None:
     logger.log_metrics({f"time/{k}_s": v for k, v in seconds.items()})
 
 
-def resumable(tracking_uri: str, run_id: str, chash: str) -> str:
-    """The checkpoint to continue run ``run_id`` from; refuses a run of another config."""
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+def resumable(tracking_uri: str, run_id: str, chash: str, roots: Sequence[str]) -> str:
+    """The checkpoint to continue run ``run_id`` from. Refused, leaving the run as it is: a run
+    that is not KILLED (a FINISHED one must not be trained again; a RUNNING one may be alive:
+    ``python -m lossbench.runs close-stale`` closes dead ones), a run without a checkpoint, a
+    checkpoint outside the output folders ``roots`` (a store's tag must not make lossbench load
+    any file), and a run of another config."""
+    client = open_store(tracking_uri)
     try:
-        tags = client.get_run(run_id).data.tags
+        run = client.get_run(run_id)
     except MlflowException:
         raise LossbenchError(
             f"resume={run_id}: no such run in {tracking_uri}; give the id of a KILLED run"
         ) from None
+    status, tags = run.info.status, run.data.tags
+    if status != "KILLED":
+        hint = {
+            "FINISHED": "it is complete; train the config anew without resume=",
+            "RUNNING": "if its process died, `python -m lossbench.runs close-stale` marks it "
+            "KILLED first",
+            "FAILED": "a failed run is not continued; fix its failure and train it anew",
+        }.get(status, "")
+        raise LossbenchError(
+            f"resume={run_id}: the run is {status}; only a KILLED run (stopped by Ctrl-C, "
+            f"SIGTERM or a crash) can be resumed. Fix: {hint}"
+        )
     checkpoint = tags.get("checkpoint")
     if not checkpoint or not Path(checkpoint).is_file():
         raise LossbenchError(
             f"resume={run_id}: the run has no saved checkpoint (tag 'checkpoint'); only a run "
-            "stopped by Ctrl-C or SIGTERM can be resumed"
+            "stopped after its first epoch or by Ctrl-C or SIGTERM can be resumed"
+        )
+    path = Path(checkpoint).resolve()
+    if not any(path.is_relative_to(Path(r).resolve()) for r in roots):
+        raise LossbenchError(
+            f"resume={run_id}: its checkpoint {path} lies outside the output folders "
+            f"({', '.join(map(str, roots))}), so it is not loaded. Fix: if you trust that file, "
+            f"add its folder to output_roots, e.g. `output_roots=[{path.parent}]`"
         )
     if tags.get("config_hash") != chash:
         raise LossbenchError(
             f"resume={run_id}: that run was trained with another config; repeat its overrides "
             "(see its config.yaml artifact) with resume=<run id>"
         )
-    return checkpoint
+    return str(path)
 
 
 def reopen(logger: MLFlowLogger) -> None:
-    """Mark a resumed run RUNNING again and clear the tags of its interruption."""
+    """Mark a resumed run RUNNING again, owned by this process, without the tags of its
+    interruption."""
     client = logger.experiment
     client.update_run(logger.run_id, status="RUNNING")
+    for key, value in process_tags().items():
+        client.set_tag(logger.run_id, key, value)
+    tags = client.get_run(logger.run_id).data.tags
     for key in ("failure", "status_reason"):
-        client.delete_tag(logger.run_id, key)
+        if key in tags:
+            client.delete_tag(logger.run_id, key)
 
 
 def record_failure(
-    logger: MLFlowLogger, err: BaseException, status: str, checkpoint: str | None = None
+    logger: MLFlowLogger,
+    err: BaseException,
+    status: str,
+    checkpoint: str | None = None,
+    reason: str | None = None,
 ) -> None:
-    """Tags saying why the run ended (``failure``, ``failed_at_step`` for a non-finite loss,
-    ``checkpoint`` for a run stopped by Ctrl-C/SIGTERM) and the traceback as ``traceback.txt``."""
-    tags = {"failure": f"{type(err).__name__}: {err}"[:5000], "status_reason": status}
+    """Tags saying why the run ended (``failure``: ``reason``, else the error;
+    ``failed_at_step`` for a non-finite loss; ``checkpoint`` for a run that can be resumed)
+    and the traceback as ``traceback.txt``."""
+    failure = reason or f"{type(err).__name__}: {err}"
+    tags = {"failure": failure[:5000], "status_reason": status}
     if checkpoint:
         tags["checkpoint"] = checkpoint
     if isinstance(err, NonFiniteLoss):
         tags["failed_at_step"] = str(err.step)
     client = logger.experiment
     for key, value in tags.items():
-        client.set_tag(logger.run_id, key, value)
+        retry_if_locked(lambda k=key, v=value: client.set_tag(logger.run_id, k, v))
     text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     client.log_text(logger.run_id, text, "traceback.txt")
 

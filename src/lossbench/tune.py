@@ -83,7 +83,7 @@ def compare(
     )
     sweep_dir = directory / "compare"
     code = train_py(EXPERIMENT, "hydra/sweeper=basic", f"head={heads}", f"loss={losses}",
-                    f"seed={seeds}", f"+tuned_lr={{{lrs}}}",
+                    f"seed={seeds}", f"tuned_lr={{{lrs}}}",
                     "optimizer.lr='${tuned_lr.${head.name}.${loss.name}}'",
                     f"hydra.sweep.dir={sweep_dir}", *overrides)  # fmt: skip
     return sweep_id(sweep_dir), code

@@ -21,7 +21,8 @@ import urllib.request
 
 from mlflow.tracking import MlflowClient
 
-from lossbench.tracking import resolve_tracking_uri
+from lossbench.errors import exit_on_user_error
+from lossbench.store import open_store, prepare_store, resolve_tracking_uri
 
 VIEW_KEY = "lossbench"
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # the MLflow UI reads shared views from these tags
@@ -83,9 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument(
+        "--create", action="store_true",
+        help="create the store if missing (make ui: the project's own store, before any run)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     uri = resolve_tracking_uri(args.tracking_uri)
-    client = MlflowClient(uri)
+    with exit_on_user_error("lossbench.ui"):
+        client = prepare_store(uri) if args.create else open_store(uri)
     experiments = [e for e in client.search_experiments() if e.name != "Default"]
     print(f"MLflow UI on {uri}")
     for exp in experiments:

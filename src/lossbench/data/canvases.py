@@ -15,7 +15,7 @@ from torch import Tensor
 
 from lossbench.data.base import DATASETS, ClassificationData
 from lossbench.data.images import MNIST, FashionMNIST, TorchvisionImages
-from lossbench.errors import LossbenchError
+from lossbench.errors import LossbenchError, check_range
 
 SPLITS = ("train", "val", "test")
 
@@ -80,6 +80,9 @@ class Canvases(ClassificationData):
                 f"dataset.canvas={canvas} and dataset.max_items={max_items}: a canvas needs "
                 "canvas >= 28 (the item size) and max_items >= 1; e.g. canvas=56 max_items=3"
             )
+        for split, n in zip(SPLITS, (n_train, n_val, n_test), strict=True):
+            check_range(f"dataset.n_{split}", n, ge=1, example=1000)
+        check_range("dataset.std", std, gt=0, example=0.28)
         self.canvas, self.max_items, self.seed = canvas, max_items, seed
         self.sizes = dict(zip(SPLITS, (n_train, n_val, n_test), strict=True))
         self.mean, self.std = mean, std

@@ -18,7 +18,7 @@ from torch import Tensor
 from torchvision import datasets
 
 from lossbench.data.base import DATASETS, ClassificationData, split_indices
-from lossbench.errors import LossbenchError
+from lossbench.errors import LossbenchError, check_range, check_writable_dir
 
 OFFLINE_HINT = (
     "Datasets that work offline: fashion_mnist where Debian's package dataset-fashion-mnist is "
@@ -45,6 +45,7 @@ class TorchvisionImages(ClassificationData):
         shuffle_seed: int = 0,
     ) -> None:
         super().__init__(data_dir, batch_size, shuffle_seed)
+        check_range("dataset.std", std, gt=0, example=0.3)
         self.val_size = val_size
         self.split_seed = split_seed
         self.download = download
@@ -78,12 +79,24 @@ class TorchvisionImages(ClassificationData):
         gz = [self.system_dir / f"{f.name}.gz" for f in self.raw_files()]
         if not all(g.is_file() for g in gz):
             return
-        self.raw_dir.mkdir(parents=True, exist_ok=True)
+        self._writable(self.raw_dir)
         for src, dst in zip(gz, self.raw_files(), strict=True):
             tmp = dst.with_suffix(".part")
-            with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
+            try:
+                with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            except (OSError, EOFError) as err:
+                raise LossbenchError(
+                    f"the system copy {src} cannot be unpacked ({err}). Fix: reinstall it "
+                    "(`apt-get install --reinstall dataset-fashion-mnist`), or set "
+                    "dataset.system_dir=null to download instead"
+                ) from None
             tmp.replace(dst)
+
+    @staticmethod
+    def _writable(folder: Path) -> None:
+        check_writable_dir(folder, f"the data folder {folder}",
+                           "set data_dir to a writable folder")  # fmt: skip
 
     def prepare_data(self) -> None:
         """Make sure the raw files exist: unpack the system copy, else download, else explain."""
@@ -95,6 +108,7 @@ class TorchvisionImages(ClassificationData):
             return
         reason = "downloading is off (dataset.download=false)"
         if self.download:
+            self._writable(self.raw_dir)
             try:
                 self.source(str(self.data_dir), train=True, download=True)
                 return
@@ -113,19 +127,40 @@ class TorchvisionImages(ClassificationData):
         cache = self.raw_dir.parent / "lossbench" / f"{'train' if train else 'test'}.pt"
         newest_raw = max(f.stat().st_mtime for f in self.raw_files())
         if cache.is_file() and cache.stat().st_mtime >= newest_raw:
-            return torch.load(cache)
+            return torch.load(cache, weights_only=True)
+        split = "train" if train else "t10k"
         try:
             ds = self.source(str(self.data_dir), train=train, download=False)
-        except (RuntimeError, ValueError, TypeError, OSError) as err:
+            images, labels = ds.data, ds.targets.long()
+        except Exception as err:  # torchvision's parser fails in many ways on broken bytes
             raise LossbenchError(
-                f"the {self.source.__name__} files in {self.raw_dir} are truncated or corrupt "
-                f"({err}). Fix: delete that folder and let lossbench download or unpack them again"
+                f"the {self.source.__name__} files {self.raw_dir}/{split}-*-ubyte are truncated "
+                f"or corrupt ({type(err).__name__}: {err}). Fix: delete that folder and let "
+                "lossbench download or unpack them again"
             ) from None
-        tensors = ds.data.unsqueeze(1).contiguous(), ds.targets.long()
-        cache.parent.mkdir(parents=True, exist_ok=True)
+        self._check(images, labels, split)
+        tensors = images.unsqueeze(1).contiguous(), labels
+        self._writable(cache.parent)
         torch.save(tensors, cache.with_suffix(".part"))
         cache.with_suffix(".part").replace(cache)
         return tensors
+
+    def _check(self, images: Tensor, labels: Tensor, split: str) -> None:
+        """Refuse files that parse but disagree: counts, image size, labels outside the classes."""
+        files = f"{self.raw_dir}/{split}-images-idx3-ubyte and {split}-labels-idx1-ubyte"
+        problem = None
+        if len(images) != len(labels):
+            problem = f"{len(images)} images but {len(labels)} labels"
+        elif tuple(images.shape[1:]) != self.input_shape[1:]:
+            problem = f"images of {tuple(images.shape[1:])} pixels, not {self.input_shape[1:]}"
+        elif len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
+            bad = labels[(labels < 0) | (labels >= self.num_classes)][0]
+            problem = f"label {int(bad)} is not one of the classes 0..{self.num_classes - 1}"
+        if problem:
+            raise LossbenchError(
+                f"the {self.source.__name__} files {files} disagree: {problem}. Fix: delete "
+                f"{self.raw_dir} and let lossbench download or unpack them again"
+            )
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         self.prepare_data()

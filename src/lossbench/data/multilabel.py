@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from lossbench.data.base import DATASETS, ClassificationData, split_indices
-from lossbench.errors import LossbenchError
+from lossbench.errors import LossbenchError, check_range
 
 
 @DATASETS.register("multilabel")
@@ -43,6 +43,9 @@ class SyntheticMultilabel(ClassificationData):
                 f"dataset.n_classes={n_classes}: a classifier needs at least 2 classes; "
                 "set e.g. `dataset.n_classes=10`"
             )
+        check_range("dataset.n_labels", n_labels, ge=1, le=n_classes, example=min(3, n_classes))
+        check_range("dataset.n_features", n_features, ge=1, example=64)
+        check_range("dataset.n_samples", n_samples, ge=3, example=6000)
         self.params = dict(
             n_samples=n_samples,
             n_features=n_features,

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
+from lossbench.errors import LossbenchError, check_range
 from lossbench.losses.base import LOSSES, Loss
 
 
@@ -23,6 +24,9 @@ class BinaryCrossEntropy(Loss, nn.BCELoss):
     links = ("sigmoid",)
     consumes = "probs"
     target = "binary"
+
+    def __init__(self) -> None:
+        super().__init__()
 
 
 @LOSSES.register("bce_logits")
@@ -40,6 +44,11 @@ class BinaryCrossEntropyWithLogits(Loss, nn.BCEWithLogitsLoss):
 
     def __init__(self, pos_weight: float | Sequence[float] | None = None) -> None:
         weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float)
+        if weight is not None and not bool((weight > 0).all()):
+            raise LossbenchError(
+                f"loss.pos_weight={pos_weight} is out of range: every weight must be > 0. "
+                "Fix: set e.g. `loss.pos_weight=2.0`, or `loss.pos_weight=null`"
+            )
         super().__init__(pos_weight=weight)
 
 
@@ -54,6 +63,9 @@ class MultiLabelSoftMargin(Loss, nn.MultiLabelSoftMarginLoss):
     links = ("sigmoid",)
     consumes = "logits"
     target = "binary"
+
+    def __init__(self) -> None:
+        super().__init__()
 
 
 @LOSSES.register("focal")
@@ -71,6 +83,12 @@ class SigmoidFocal(Loss):
 
     def __init__(self, gamma: float = 2.0, alpha: float = 0.25) -> None:
         super().__init__()
+        check_range("loss.gamma", gamma, ge=0, example=2.0)
+        if alpha != -1 and not 0 <= alpha <= 1:
+            raise LossbenchError(
+                f"loss.alpha={alpha} is out of range: it must be in [0, 1], or -1 for no "
+                "weighting. Fix: set e.g. `loss.alpha=0.25`"
+            )
         self.gamma, self.alpha = gamma, alpha
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -96,6 +114,9 @@ class AsymmetricLoss(Loss):
 
     def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05) -> None:
         super().__init__()
+        check_range("loss.gamma_pos", gamma_pos, ge=0, example=0.0)
+        check_range("loss.gamma_neg", gamma_neg, ge=0, example=4.0)
+        check_range("loss.clip", clip, ge=0, lt=1, example=0.05)
         self.gamma_pos, self.gamma_neg, self.clip = gamma_pos, gamma_neg, clip
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from lossbench.errors import LossbenchError, check_range
 from lossbench.losses.base import LOSSES, Loss
 
 
@@ -20,6 +21,10 @@ class CrossEntropy(Loss, nn.CrossEntropyLoss):
     consumes = "logits"
     target = "index"
 
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        check_range("loss.label_smoothing", label_smoothing, ge=0, le=1, example=0.1)
+        super().__init__(label_smoothing=label_smoothing)
+
 
 @LOSSES.register("ce_onehot")
 class CrossEntropyOneHot(Loss, nn.CrossEntropyLoss):
@@ -35,6 +40,10 @@ class CrossEntropyOneHot(Loss, nn.CrossEntropyLoss):
     consumes = "logits"
     target = "distribution"
 
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        check_range("loss.label_smoothing", label_smoothing, ge=0, le=1, example=0.1)
+        super().__init__(label_smoothing=label_smoothing)
+
 
 @LOSSES.register("nll")
 class NegativeLogLikelihood(Loss, nn.NLLLoss):
@@ -46,6 +55,9 @@ class NegativeLogLikelihood(Loss, nn.NLLLoss):
     links = ("softmax",)
     consumes = "log_probs"
     target = "index"
+
+    def __init__(self) -> None:
+        super().__init__()
 
 
 @LOSSES.register("hinge")
@@ -59,3 +71,9 @@ class MultiClassHinge(Loss, nn.MultiMarginLoss):
     links = ("softmax",)
     consumes = "logits"
     target = "index"
+
+    def __init__(self, p: int = 1, margin: float = 1.0) -> None:
+        if p not in (1, 2):
+            raise LossbenchError(f"loss.p={p} is out of range: it must be 1 or 2. Fix: `loss.p=1`")
+        check_range("loss.margin", margin, gt=0, example=1.0)
+        super().__init__(p=p, margin=margin)

@@ -16,3 +16,6 @@ class Brier(Loss, nn.MSELoss):
     links = ("softmax", "sigmoid")
     consumes = "probs"
     target = "binary"
+
+    def __init__(self) -> None:
+        super().__init__()

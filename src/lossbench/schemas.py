@@ -1,0 +1,227 @@
+"""Typed schemas of the config groups (Hydra structured configs), made from the signatures of
+the classes the configs build, and registered in Hydra's ConfigStore.
+
+Each option of a group (``loss=focal``, ``optimizer=adam``, ``trainer=default``) names its schema
+in its defaults list (``- /schema/loss@_here_: focal``), so Hydra checks it when it composes:
+a value of the wrong type (``optimizer.lr=abc``) or a key that the class does not take
+(``+loss.foo=1``) stops the run before anything starts. The schema of a class is its
+``__init__``'s keyword parameters with their defaults and types, so a parameter added to a loss
+is a config key at once and no list is kept twice. Types OmegaConf cannot check (unions of
+several primitives, tensors, callbacks) become ``Any``; the class checks those itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+from torch import Tensor
+
+from lossbench.errors import LossbenchError
+
+PRIMITIVES = (bool, int, float, str)
+SCHEMA_GROUP = "schema"  # ConfigStore group: schema/<group>/<option>
+
+
+def config_type(annotation: Any) -> Any:
+    """The OmegaConf type for a parameter annotation: ``float | Tensor`` → ``float`` (a tensor
+    cannot come from a config), ``int | None`` → ``Optional[int]``, ``Sequence[int]`` →
+    ``list[int]``; what OmegaConf cannot check exactly (``int | float``, which Lightning tells
+    apart; ``str | Accelerator``; a class) → ``Any``."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return Any
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return config_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(annotation) if m not in (type(None), Tensor)]
+        kinds = {config_type(m) for m in members}
+        inner = kinds.pop() if len(kinds) == 1 else Any
+        optional = type(None) in typing.get_args(annotation)
+        return Optional[inner] if optional and inner is not Any else inner  # noqa: UP045
+    if origin is Literal:
+        values = typing.get_args(annotation)
+        return str if all(isinstance(v, str) for v in values) else Any
+    if origin in (list, tuple, Sequence, Iterable) or annotation in (list, tuple):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        element = {config_type(a) for a in args}
+        if len(element) == 1 and (item := element.pop()) in PRIMITIVES:
+            return list[item]
+        return Any
+    if annotation in PRIMITIVES:
+        return annotation
+    return Any
+
+
+def _field(annotation: Any, default: Any) -> tuple[Any, Any]:
+    kind = config_type(annotation)
+    if default is inspect.Parameter.empty:
+        return kind, field(default=MISSING)
+    if isinstance(default, tuple | list):
+        return kind, field(default_factory=lambda d=default: list(d))
+    ok = default is None or isinstance(default, PRIMITIVES)
+    return (kind if ok else Any), field(default=default if ok else None)
+
+
+def schema_of(
+    cls: Callable[..., Any],
+    name: str,
+    skip: Iterable[str] = (),
+    extra: Sequence[tuple[str, Any, Any]] = (),
+    follow: Callable[..., Any] | None = None,
+) -> type:
+    """A dataclass of ``cls``'s keyword parameters (minus ``skip``), plus ``extra`` fields
+    ``(name, type, field)``. ``**kwargs`` are taken as ``follow``'s parameters, for a class
+    that passes them on."""
+    init = cls.__init__ if inspect.isclass(cls) else cls
+    hints = typing.get_type_hints(init, include_extras=True)
+    fields: list[tuple[str, Any, Any]] = list(extra)
+    skipped = {"self", *skip}
+    for param in inspect.signature(init).parameters.values():
+        if param.kind is param.VAR_KEYWORD and follow is not None:
+            taken = {f[0] for f in fields} | {p for p in inspect.signature(init).parameters}
+            inner = schema_of(follow, "_", skip=skipped | taken)
+            fields += [(f.name, f.type, _copy(f)) for f in dataclasses.fields(inner)]
+        elif param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL) or param.name in skipped:
+            continue
+        else:
+            fields.append((param.name, *_field(hints.get(param.name, Any), param.default)))
+    source = f"{getattr(cls, '__module__', '')}.{getattr(cls, '__qualname__', name)}"
+    return dataclasses.make_dataclass(name, fields, namespace={"built_from": source})
+
+
+def check_keys(cfg: Any, path: str = "") -> None:
+    """Refuse a key that a schema does not have. Hydra's ``+key=value`` adds a key even to a
+    typed node, so an unknown parameter (``+optimizer.foo=1``) is caught here, before the run
+    opens, with the parameters its class does take."""
+    from omegaconf import DictConfig, OmegaConf
+
+    kind = OmegaConf.get_type(cfg)
+    if dataclasses.is_dataclass(kind):
+        known = [f.name for f in dataclasses.fields(kind)]
+        for key in cfg:
+            if key not in known:
+                raise LossbenchError(f"{path}{key}: {unknown_key(kind, key)}")
+    for key in cfg if isinstance(cfg, DictConfig) else ():
+        if key != "hydra" and isinstance(cfg._get_node(key), DictConfig):
+            check_keys(cfg[key], f"{path}{key}.")
+
+
+def unknown_key(schema: type, key: str) -> str:
+    """Why ``key`` is refused, with the keys ``schema`` has, and the fix."""
+    owner = getattr(schema, "built_from", None)
+    what = f"{owner} takes no parameter {key!r}" if owner else f"there is no key {key!r}"
+    hidden = ("name", "_target_", "_partial_")
+    takes = ", ".join(f.name for f in dataclasses.fields(schema) if f.name not in hidden)
+    return f"{what}; it takes: {takes}. Fix: remove that override, or set one of those"
+
+
+def _copy(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return field(default_factory=f.default_factory)
+    return field(default=f.default)
+
+
+def _named(cls: Callable[..., Any], option: str, **kwargs: Any) -> type:
+    name = f"{option.title().replace('_', '')}Config"
+    extra = [("name", str, field(default=option))]
+    return schema_of(cls, name, extra=extra, **kwargs)
+
+
+def _target(cls: type, partial: bool = False) -> list[tuple[str, Any, Any]]:
+    fields = [("_target_", str, field(default=f"{cls.__module__}.{cls.__qualname__}"))]
+    return fields + [("_partial_", bool, field(default=True))] if partial else fields
+
+
+@dataclass
+class LoggerConfig:
+    """Where runs are recorded (``lossbench.tracking``)."""
+
+    tracking_uri: str = MISSING
+    experiment_name: str = "lossbench"
+    artifact_location: Optional[str] = None  # noqa: UP045 (OmegaConf reads typing.Optional)
+
+
+TRAINER_SET_BY_LOSSBENCH = ("logger", "callbacks", "enable_progress_bar")
+
+
+def group_schemas() -> dict[str, dict[str, type]]:
+    """``{group: {option: schema}}`` for every registered name and every optimizer and
+    trainer config."""
+    import pytorch_lightning as pl
+    import torch
+
+    from lossbench.data import DATASETS
+    from lossbench.heads import HEADS
+    from lossbench.losses import LOSSES
+    from lossbench.models import MODELS
+
+    def registry(reg: Any, skip: Sequence[str]) -> dict[str, type]:
+        return {
+            n: _named(reg[n], n, skip=skip, follow=getattr(reg[n], "source_cls", None)) for n in reg
+        }
+
+    trainer = schema_of(
+        pl.Trainer, "TrainerConfig", skip=TRAINER_SET_BY_LOSSBENCH, extra=_target(pl.Trainer)
+    )
+    optimizers = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+    return {
+        "dataset": registry(DATASETS, ("data_dir", "shuffle_seed")),
+        "model": registry(MODELS, ("input_shape", "num_classes")),
+        "head": registry(HEADS, ()),
+        "loss": registry(LOSSES, ()),
+        "optimizer": {
+            n: schema_of(c, f"{c.__name__}Config", skip=("params",), extra=_target(c, True))
+            for n, c in optimizers.items()
+        },
+        "trainer": {"default": trainer},
+        "logger": {"mlflow": LoggerConfig},
+    }
+
+
+def run_schema() -> type:
+    """The top level of a run's config: the groups, the checkpoint and the run's own keys."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    checkpoint = schema_of(ModelCheckpoint, "CheckpointConfig", skip=("dirpath",))
+    groups = ("dataset", "model", "head", "loss", "optimizer", "trainer", "logger")
+    fields: list[tuple[str, Any, Any]] = [(g, Any, field(default=MISSING)) for g in groups]
+    fields += [
+        ("checkpoint", checkpoint, field(default_factory=checkpoint)),
+        ("seed", int, field(default=42)),
+        ("root_dir", str, field(default=MISSING)),
+        ("data_dir", str, field(default=MISSING)),
+        ("output_dir", str, field(default=MISSING)),
+        ("output_roots", list[str], field(default_factory=list)),
+        ("rerun", bool, field(default=False)),
+        ("resume", Optional[str], field(default=None)),  # noqa: UP045
+        ("compile", bool, field(default=False)),
+        ("progress_bar", str, field(default="auto")),
+        ("optimized_metric", Optional[str], field(default=None)),  # noqa: UP045
+        ("tuned_lr", Any, field(default=None)),
+    ]
+    return dataclasses.make_dataclass("RunConfig", fields)
+
+
+_registered = False
+
+
+def register() -> None:
+    """Store every schema in Hydra's ConfigStore (once per process): the top level as
+    ``lossbench_schema``, the groups' as ``schema/<group>/<option>``."""
+    global _registered
+    if _registered:
+        return
+    store = ConfigStore.instance()
+    store.store(name="lossbench_schema", node=run_schema())
+    for group, options in group_schemas().items():
+        for option, schema in options.items():
+            store.store(group=f"{SCHEMA_GROUP}/{group}", name=option, node=schema)
+    _registered = True

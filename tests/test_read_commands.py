@@ -1,0 +1,125 @@
+"""summary, report and ui read a store: a typo (store, experiment, sweep) exits 2 naming what
+exists and creates nothing; the summary shows training runs only, with the multi-label metrics;
+a sweep's end counts failed jobs and exits non-zero, also when its own table fails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from conftest import run_train, sqlite_uri
+from lossbench import report, summary, ui
+from lossbench.summary import OUTCOME, SweepSummary
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, tiny_data) -> tuple[Path, str]:
+    """A real sweep of 2 multi-label runs and the report of it (a summary run): (db, sweep id)."""
+    tmp = tmp_path_factory.mktemp("read")
+    proc = run_train(
+        tmp, tiny_data[0], "dataset=multilabel", "dataset.n_samples=300", "dataset.val_size=60",
+        "dataset.test_size=60", "head=sigmoid", "loss=bce_logits", "seed=1,2",
+        "trainer.max_epochs=1", "trainer.accelerator=cpu", "progress_bar=log",
+        multirun=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(sqlite_uri(tmp / "mlflow.db"))
+    (sweep,) = {r.data.tags["sweep_id"] for r in client.search_runs(["1"])}
+    report.write_report(sqlite_uri(tmp / "mlflow.db"), "lossbench", sweep, tmp / "rep", log=True)
+    return tmp / "mlflow.db", sweep
+
+
+def exits_2(main, argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_summary_shows_training_runs_with_multilabel_metrics(store, capsys) -> None:
+    db, sweep = store
+    summary.main(["--tracking-uri", sqlite_uri(db), "--experiment", "lossbench"])
+    out = capsys.readouterr().out
+    assert "2 runs of experiment" in out and "report-" not in out
+    header = next(line for line in out.splitlines() if " dataset " in line)
+    for column in ("acc", "hamming_acc", "f1_micro", "map"):
+        assert f" {column} " in f"{header} "
+    assert "multi-label acc: exact match" in out
+
+
+@pytest.mark.parametrize("command", [summary.main, report.main, ui.main])
+def test_a_missing_store_is_refused_and_not_created(command, tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "mlfow.db"
+    (tmp_path / "mlflow.db").write_bytes(b"")  # a store nearby, which the message names
+    err = exits_2(command, ["--tracking-uri", sqlite_uri(missing)], capsys)
+    assert f"there is no tracking store sqlite:///{missing}" in err
+    assert str(tmp_path / "mlflow.db") in err and not missing.exists()
+
+
+def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.db").write_text("my notes")
+    err = exits_2(ui.main, ["--tracking-uri", sqlite_uri(tmp_path / "notes.db")], capsys)
+    assert "is not an SQLite database" in err
+    assert (tmp_path / "notes.db").read_text() == "my notes"
+
+
+@pytest.mark.parametrize("command", [summary.main, report.main])
+def test_an_unknown_experiment_or_sweep_names_those_that_exist(
+    command, store, tmp_path: Path, capsys
+) -> None:
+    db, sweep = store
+    client = MlflowClient(sqlite_uri(db))
+    before = len(client.search_runs(["1"])), len(client.search_experiments())
+    out = ["--out", str(tmp_path / "r")] if command is report.main else []
+    err = exits_2(command, ["--tracking-uri", sqlite_uri(db), "--experiment", "lossbnech", *out],
+                  capsys)  # fmt: skip
+    assert "there is no experiment 'lossbnech'" in err and "it has: lossbench" in err
+    err = exits_2(command, ["--tracking-uri", sqlite_uri(db), "--sweep", "0000000000", *out],
+                  capsys)  # fmt: skip
+    assert "no run of sweep '0000000000'" in err and sweep in err
+    assert (len(client.search_runs(["1"])), len(client.search_experiments())) == before
+    assert not (tmp_path / "r").exists()
+
+
+def sweep_config(tmp: Path, uri: str) -> OmegaConf:
+    return OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(tmp)}},
+         "logger": {"tracking_uri": uri, "experiment_name": "lossbench"}}
+    )  # fmt: skip
+
+
+def job(tmp: Path, name: str, outcome: dict | None) -> None:
+    (tmp / name / ".hydra").mkdir(parents=True)
+    (tmp / name / ".hydra" / "overrides.yaml").write_text(f"- seed={name}\n")
+    if outcome is not None:
+        (tmp / name / OUTCOME).write_text(json.dumps({"overrides": [f"seed={name}"], **outcome}))
+
+
+def sweep_end_exits_1(sweep_dir: Path, uri: str, capsys) -> str:
+    """The sweep's closing callback on these job folders: it must exit 1; its output."""
+    with pytest.raises(SystemExit) as stop:
+        SweepSummary().on_multirun_end(sweep_config(sweep_dir, uri))
+    assert stop.value.code == 1
+    return capsys.readouterr().out
+
+
+def test_sweep_end_counts_a_job_without_outcome_as_failed(store, tmp_path: Path, capsys) -> None:
+    db, _ = store
+    job(tmp_path, "0", {"status": "SKIPPED", "reason": "skip"})
+    job(tmp_path, "1", None)  # crashed before writing its outcome
+    out = sweep_end_exits_1(tmp_path, sqlite_uri(db), capsys)
+    assert "jobs: 0 finished, 1 failed, 1 skipped" in out
+    assert "failed: seed=1: the job ended without an outcome" in out
+
+
+def test_sweep_end_exits_1_when_its_summary_fails(tmp_path: Path, capsys) -> None:
+    job(tmp_path, "0", {"status": "FINISHED", "run_id": "x"})
+    broken = tmp_path / "broken.db"
+    broken.write_text("not a database")
+    out = sweep_end_exits_1(tmp_path, sqlite_uri(broken), capsys)
+    assert "the sweep's summary table failed" in out
+    assert "jobs: 1 finished, 0 failed, 0 skipped" in out
