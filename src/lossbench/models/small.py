@@ -1,4 +1,4 @@
-"""The networks. Each maps an input batch to raw logits (N, C); heads and losses do the rest."""
+"""Small networks for small sets: an MLP for any input, a CNN for images."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from lossbench.errors import LossbenchError, check_range
-from lossbench.registry import Registry
-
-MODELS: Registry[type[nn.Module]] = Registry("model")
+from lossbench.models.registry import MODELS
 
 
 @MODELS.register("mlp")
@@ -94,8 +92,3 @@ class CNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
-
-
-def make_model(name: str, input_shape: Sequence[int], num_classes: int, **params: object):
-    """The model registered under ``name``, built for the dataset's input shape and classes."""
-    return MODELS[name](input_shape, num_classes, **params)
