@@ -58,8 +58,40 @@ def fewer_labels(arrays: dict) -> None:
     arrays["test"] = (images, labels[:-5])
 
 
-def no_data(_: object) -> None:
+def no_data(_: object) -> list[str]:
     """A set-up made only for its side effect: the run gets an empty data_dir."""
+    return []
+
+
+def data_dir(folder: Path) -> list[str]:
+    return [f"data_dir={folder}"]
+
+
+def folder_without_train(tmp: Path) -> list[str]:
+    (tmp / "images" / "training" / "cat").mkdir(parents=True)
+    return ["dataset=image_folder", f"dataset.root={tmp / 'images'}"]
+
+
+def table_file(tmp: Path, **columns: list) -> Path:
+    import pandas as pd
+
+    pd.DataFrame(columns).to_csv(tmp / "t.csv", index=False)
+    return tmp / "t.csv"
+
+
+def unknown_label_column(tmp: Path) -> list[str]:
+    path = table_file(tmp, x=[1.0, 2.0, 3.0, 4.0, 5.0], y=[0, 1, 0, 1, 0])
+    return ["dataset=table", f"dataset.path={path}", "dataset.label_column=label"]
+
+
+def text_feature(tmp: Path) -> list[str]:
+    path = table_file(tmp, x=[1.0] * 10, name=["a", "b"] * 5, y=[0, 1] * 5)
+    return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
+
+
+def manifest_with_a_missing_image(tmp: Path) -> list[str]:
+    (tmp / "m.csv").write_text("path,labels\nimages/gone.png,cat\n")
+    return ["dataset=image_csv", f"dataset.csv={tmp / 'm.csv'}"]
 
 
 def a_file(path: Path) -> Path:
@@ -68,9 +100,9 @@ def a_file(path: Path) -> Path:
     return path
 
 
-# README row → (overrides, words the message must hold, set-up of the temp dir: returns the
-# data_dir to use or None). Rows of the compose stage fail when Hydra composes the config.
-RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], Path | None] | None]] = {
+# README row → (overrides, words the message must hold, set-up of the temp dir: returns more
+# overrides). Rows of the compose stage fail when Hydra composes the config.
+RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], list[str]] | None]] = {
     "invalid head/loss pair": (["head=sigmoid", "loss=nll"], "Valid losses for head=sigmoid", None),
     "unknown parameter added with `+`": (
         ["+optimizer.foo=1"], "torch.optim.adam.Adam takes no parameter 'foo'; it takes: lr, betas",
@@ -93,17 +125,17 @@ RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], Path | None] | None]
     "seed < 0": (["seed=-1"], r"seed=-1 is out of range: it must be >= 0", None),
     "data missing offline": (OFFLINE, "dataset files are missing", None),
     "truncated IDX file": (OFFLINE, "truncated or corrupt",
-                           lambda t: idx_dir(t, corrupt=truncated)),
+                           lambda t: data_dir(idx_dir(t, corrupt=truncated))),
     "random bytes in an IDX file": (OFFLINE, "truncated or corrupt",
-                                    lambda t: idx_dir(t, corrupt=random_bytes)),
+                                    lambda t: data_dir(idx_dir(t, corrupt=random_bytes))),
     "label outside the classes": (OFFLINE,
                                   "disagree: label 12 is not one of the classes 0..9",
-                                  lambda t: idx_dir(t, wrong_label)),
+                                  lambda t: data_dir(idx_dir(t, wrong_label))),
     "image and label counts disagree": (OFFLINE,
                                         "disagree: 64 images but 59 labels",
-                                        lambda t: idx_dir(t, fewer_labels)),
+                                        lambda t: data_dir(idx_dir(t, fewer_labels))),
     "unwritable data_dir": ([], "the data folder .* is not writable",
-                            lambda t: a_file(t / "data-file")),
+                            lambda t: data_dir(a_file(t / "data-file"))),
     "unwritable store": ([], "is not writable", lambda t: no_data(a_file(t / "store"))),
     "store is not a database": ([], "is not an SQLite database",
                                 lambda t: no_data(a_file(t / "store" / "mlflow.db"))),
@@ -112,6 +144,11 @@ RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], Path | None] | None]
     "bad Trainer value": ([*MULTILABEL, "trainer.precision=77"], "Trainer refused", None),
     "optimized metric not monitored": (["optimized_metric=val/f1_macro_best"],
                                        "set `checkpoint.monitor=val/f1_macro`", None),
+    "image folder without train/": ([], "has no train/ folder", folder_without_train),
+    "unknown label column": ([], "has no column 'label'; its columns: x, y", unknown_label_column),
+    "non-numeric feature column": ([], "feature column 'name' is not numeric", text_feature),
+    "CSV row naming a missing image": ([], r"m.csv, line 2: the image .*gone.png does not exist",
+                                       manifest_with_a_missing_image),
     "any other error before the run opens": ([*MULTILABEL, "checkpoint.mode=sideways"],
                                              "the run could not be set up: .*sideways", None),
 }  # fmt: skip
@@ -141,11 +178,12 @@ def runs_in(store: Path) -> list:
 def test_refused_before_the_run_opens(case: str, tmp_path: Path) -> None:
     overrides, words, setup = RUN_STAGE[case]
     store = tmp_path / "store" / "mlflow.db"
-    data_dir = (setup(tmp_path) if setup else None) or tmp_path / "empty-data"
+    extra = setup(tmp_path) if setup else []
     existed = store.exists()
     cfg = compose_cfg(
-        [f"data_dir={data_dir}", f"logger.tracking_uri={sqlite_uri(store)}", *overrides], tmp_path
-    )
+        [f"data_dir={tmp_path / 'empty-data'}", f"logger.tracking_uri={sqlite_uri(store)}",
+         *overrides, *extra], tmp_path,
+    )  # fmt: skip
     with pytest.raises(LossbenchError) as err:
         run.train(cfg)
     message = str(err.value)

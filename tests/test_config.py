@@ -179,6 +179,19 @@ def test_every_group_is_typed(group: str) -> None:
     assert OmegaConf.get_type(node).__name__.endswith("Config"), OmegaConf.get_type(node)
 
 
+def accepted(cls, skip: set[str]) -> set[str]:
+    """The keyword parameters ``cls`` takes, following ``**kwargs`` to where they are passed."""
+    import inspect
+
+    from lossbench.schemas import _passes_to
+
+    params = inspect.signature(cls.__init__ if inspect.isclass(cls) else cls).parameters
+    names = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        names |= accepted(_passes_to(cls), skip)
+    return names - {"self", *skip}
+
+
 @pytest.mark.parametrize(
     ("group", "registry", "skip"),
     [("dataset", DATASETS, {"data_dir", "shuffle_seed"}), ("model", MODELS,
@@ -187,14 +200,6 @@ def test_every_group_is_typed(group: str) -> None:
 def test_each_option_takes_exactly_its_class_parameters(group, registry, skip) -> None:
     """The config keys of every option are its class's parameters (a loss's parameter is a
     key at once; a key that the class does not take cannot be composed)."""
-    import inspect
-
     for name in registry:
-        cls = registry[name]
-        params = set(inspect.signature(cls.__init__).parameters) - {"self", *skip}
-        if "source" in params:  # canvases pass their source set's keys on
-            params = params - {"source"} | (
-                set(inspect.signature(cls.source_cls.__init__).parameters) - {"self", *skip}
-            )
         keys = set(compose_cfg([f"{group}={name}"])[group]) - {"name"}
-        assert keys == params, name
+        assert keys == accepted(registry[name], skip), name

@@ -12,7 +12,8 @@ from lossbench.config import CONF
 
 BLOCKS = {"matrix": matrix.markdown, "stability": stability.markdown}
 HELP = CONF / "hydra" / "help" / "lossbench.yaml"
-GROUPS = ("dataset", "model", "head", "loss", "optimizer", "trainer", "logger")
+GROUPS = ("dataset", "augment", "model", "head", "loss", "optimizer", "scheduler", "trainer",
+          "logger")  # fmt: skip
 
 
 def render(text: str) -> str:

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from lossbench.errors import NonFiniteLoss
 from lossbench.heads import Head, Task
@@ -16,6 +17,7 @@ from lossbench.losses import Criterion
 from lossbench.metrics import make_confusion, make_metrics, make_score_metrics, tune_thresholds
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer, int, int], LRScheduler | None]  # (opt, steps, per epoch)
 
 
 class Classifier(pl.LightningModule):
@@ -39,6 +41,7 @@ class Classifier(pl.LightningModule):
         task: Task,
         num_classes: int,
         optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -46,6 +49,7 @@ class Classifier(pl.LightningModule):
         self.criterion = criterion
         self.task = task
         self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         self.metrics = nn.ModuleDict(
             {s: make_metrics(task, num_classes, f"{s}/") for s in ("val", "test")}
         )
@@ -134,5 +138,16 @@ class Classifier(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._score("test")
 
-    def configure_optimizers(self) -> Optimizer:
-        return self.optimizer_factory(self.parameters())
+    def configure_optimizers(self) -> Optimizer | dict:
+        """The optimizer, and the scheduler stepped after every optimizer step (its lr is
+        logged as ``train/lr`` by a LearningRateMonitor)."""
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or 1)))
+        scheduler = self.scheduler_factory(optimizer, total, per_epoch)
+        if scheduler is None:
+            return optimizer
+        schedule = {"scheduler": scheduler, "interval": "step", "name": "train/lr"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}

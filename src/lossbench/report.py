@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from mlflow.entities import Run
-from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from lossbench.errors import exit_on_user_error
-from lossbench.store import experiment_named, open_store
+from lossbench.store import experiment_named, open_store, quiet_downloads
 from lossbench.summary import REPORT_TAG, find_runs, skipped_jobs
 from lossbench.tracking import CONFUSION
 
@@ -160,20 +157,6 @@ def plot_bars(pairs: list[Pair], path: Path) -> None:
     ax.set_ylabel("mean over seeds, ±1 std")
     ax.legend()
     fig.savefig(path)
-
-
-@contextmanager
-def quiet_downloads() -> Iterator[None]:
-    """No progress bar per artifact download (MLflow draws one by default)."""
-    saved = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get_raw()
-    os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name)
-        else:
-            os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = saved
 
 
 def summed_confusion(client: MlflowClient, pair: Pair) -> tuple[list[str], np.ndarray] | None:

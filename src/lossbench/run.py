@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +25,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lossbench import matrix, schemas, store, tracking
 from lossbench.checkpoint import Checkpoint
 from lossbench.data import DATASETS, ClassificationData, make_datamodule
+from lossbench.data.augment import make_augment
 from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError, check_range
 from lossbench.heads import make_head
 from lossbench.losses import make_criterion
 from lossbench.models import make_model
 from lossbench.module import Classifier
 from lossbench.progress import progress_callbacks
+from lossbench.schedulers import SCHEDULERS
 from lossbench.summary import OUTCOME, print_run
 
 log = logging.getLogger("lossbench")
@@ -81,6 +84,7 @@ class Job:
     trainer: pl.Trainer
     logger: tracking.BatchedMLFlowLogger
     name: str
+    predictor: dict[str, Any]  # for lossbench.predict, without the run's results
     clock: dict[str, float]
 
 
@@ -109,7 +113,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
     head_name, head_params = _name_and_params(cfg.head)
     loss_name, loss_params = _name_and_params(cfg.loss)
     model_name, model_params = _name_and_params(cfg.model)
-    task = DATASETS[dataset].task
+    task = DATASETS[dataset].task_of(data_params)
     matrix.check(task, head_name, loss_name)
     _check_run_keys(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -134,12 +138,22 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
     data.prepare_data()
     data.setup("fit")
     clock["data"] = time.perf_counter()
+    augment, augment_params = _name_and_params(cfg.augment)
+    data.augment = make_augment(augment, data.input_shape, **augment_params)
     model = make_model(model_name, data.input_shape, data.num_classes, **model_params)
+    if getattr(model, "input_mean", None) is not None:  # pretrained weights: their statistics
+        data.mean, data.std = model.input_mean, model.input_std
+    _check_forward(model, data.input_shape, data.num_classes, model_name)
     optimizer = _optimizer_factory(cfg.optimizer, model)
+    scheduler_name, scheduler_params = _name_and_params(cfg.scheduler)
+    scheduler = partial(SCHEDULERS[scheduler_name], **scheduler_params)
+    _check_scheduler(scheduler, optimizer, model, cfg.trainer.max_epochs or 1)
     if cfg.compile:
         model = torch.compile(model)
-    module = Classifier(model, head, criterion, task, data.num_classes, optimizer)
+    module = Classifier(model, head, criterion, task, data.num_classes, optimizer, scheduler)
     progress, show_bar = progress_callbacks(cfg.progress_bar)
+    if scheduler_name != "none":
+        progress.append(LearningRateMonitor(logging_interval="step"))
     output_dir = Path(cfg.output_dir).resolve()
     checkpoint = Checkpoint(dirpath=output_dir / "checkpoints", **cfg.checkpoint)
 
@@ -167,7 +181,12 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
     logger = tracking.make_logger(uri, lg.experiment_name, name, tags, lg.artifact_location,
                                   cfg.resume)  # fmt: skip
     trainer.logger = logger  # the run opens on the logger's first use, in _fit
-    return Job(cfg, resolved, resume, data, module, checkpoint, trainer, logger, name, clock)
+    model_params = {**model_params, **_rebuild(model)}
+    predictor = {"task": task, "classes": data.class_names, "input_shape": data.input_shape,
+                 "dataset": dataset, "model": {"name": model_name, "params": model_params},
+                 "head": {"name": head_name, **head_params}}  # fmt: skip
+    return Job(cfg, resolved, resume, data, module, checkpoint, trainer, logger, name, predictor,
+               clock)  # fmt: skip
 
 
 def _fit(job: Job) -> str:
@@ -179,7 +198,8 @@ def _fit(job: Job) -> str:
     status, stopped, reason, command = "FAILED", None, "", None
     try:
         if job.resume is None:  # a resumed run has its params (MLflow refuses to change them)
-            tracking.log_config(logger, job.resolved, OmegaConf.to_yaml(cfg, resolve=True))
+            params = {**job.resolved, "data_source": job.data.origin}  # where the data came from
+            tracking.log_config(logger, params, OmegaConf.to_yaml(cfg, resolve=True))
         else:
             tracking.reopen(logger)
         clock["fit_start"] = time.perf_counter()
@@ -196,6 +216,11 @@ def _fit(job: Job) -> str:
             if checkpoint.best_model_score is not None:
                 score = {f"{checkpoint.monitor}_best": float(checkpoint.best_model_score)}
                 logger.log_metrics(score, step=trainer.global_step)
+            if cfg.save_weights:
+                thresholds = None if module.thresholds is None else module.thresholds.tolist()
+                spec = {**job.predictor, "thresholds": thresholds,
+                        "preprocessing": data.preprocessing()}  # fmt: skip
+                tracking.log_predictor(logger, module.model, spec, Path(checkpoint.dirpath))
             tracking.log_loss_curves(logger)
             tracking.log_timings(logger, clock)
         status = "FINISHED"
@@ -225,6 +250,14 @@ def _fit(job: Job) -> str:
     return logger.run_id
 
 
+def _rebuild(model: torch.nn.Module) -> dict[str, Any]:
+    """Model parameters that rebuild this model for inference without downloading anything:
+    pretrained weights are in the run's own weights, and the input size they set stays."""
+    if getattr(model, "input_mean", None) is None:
+        return {}
+    return {"weights": None, "input_size": model.input_size}
+
+
 def _signal_name(err: BaseException) -> str:
     """Which signal stopped the run: Lightning raises SIGTERMException for SIGTERM, and turns
     the KeyboardInterrupt of SIGINT into ``sys.exit(1)``."""
@@ -243,6 +276,32 @@ def resume_command(run_id: str) -> str:
     if hydra is not None and hydra.mode == RunMode.MULTIRUN:
         overrides.append("hydra.mode=RUN")
     return shlex.join(["python", "train.py", *overrides, f"resume={run_id}"])
+
+
+def _check_forward(model: torch.nn.Module, shape: Sequence[int], classes: int, name: str) -> None:
+    """One forward pass of two zero inputs, so that a model that cannot take the dataset's
+    inputs is refused before the run opens."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *shape))
+    except Exception as err:
+        raise LossbenchError(
+            f"model={name} cannot take this dataset's inputs of shape {tuple(shape)} "
+            f"({type(err).__name__}: {err}). Fix: another model, or resize the images "
+            "(dataset.image_size, model.input_size)"
+        ) from None
+    finally:
+        model.train(was_training)
+    if tuple(out.shape) != (2, classes):
+        raise LossbenchError(f"model={name} gives outputs {tuple(out.shape)}, not (N, {classes})")
+
+
+def _check_scheduler(factory: Any, optimizer: Any, model: torch.nn.Module, epochs: int) -> None:
+    """Build the schedule once on a throwaway optimizer (10 steps per epoch), so that its
+    parameters are checked before the run opens."""
+    factory(optimizer(model.parameters()), 10 * epochs, 10)
 
 
 def _optimizer_factory(node: DictConfig, model: torch.nn.Module) -> Any:

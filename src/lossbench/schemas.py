@@ -75,17 +75,16 @@ def schema_of(
     name: str,
     skip: Iterable[str] = (),
     extra: Sequence[tuple[str, Any, Any]] = (),
-    follow: Callable[..., Any] | None = None,
 ) -> type:
     """A dataclass of ``cls``'s keyword parameters (minus ``skip``), plus ``extra`` fields
-    ``(name, type, field)``. ``**kwargs`` are taken as ``follow``'s parameters, for a class
-    that passes them on."""
+    ``(name, type, field)``. ``**kwargs`` are taken as the parameters of where the class passes
+    them (:func:`_passes_to`)."""
     init = cls.__init__ if inspect.isclass(cls) else cls
     hints = typing.get_type_hints(init, include_extras=True)
     fields: list[tuple[str, Any, Any]] = list(extra)
     skipped = {"self", *skip}
     for param in inspect.signature(init).parameters.values():
-        if param.kind is param.VAR_KEYWORD and follow is not None:
+        if param.kind is param.VAR_KEYWORD and (follow := _passes_to(cls)) is not None:
             taken = {f[0] for f in fields} | {p for p in inspect.signature(init).parameters}
             inner = schema_of(follow, "_", skip=skipped | taken)
             fields += [(f.name, f.type, _copy(f)) for f in dataclasses.fields(inner)]
@@ -129,6 +128,18 @@ def _copy(f: dataclasses.Field) -> Any:
     return field(default=f.default)
 
 
+def _passes_to(cls: Callable[..., Any]) -> Callable[..., Any] | None:
+    """Where a class's ``**kwargs`` go: its ``source_cls`` (a set built on another set, e.g.
+    canvases of MNIST), else its base class; a function's go nowhere."""
+    if not inspect.isclass(cls):
+        return None
+    if getattr(cls, "source_cls", None):
+        return cls.source_cls
+    mro = cls.__mro__
+    defining = next(i for i, c in enumerate(mro) if "__init__" in vars(c))
+    return mro[defining + 1]
+
+
 def _named(cls: Callable[..., Any], option: str, **kwargs: Any) -> type:
     name = f"{option.title().replace('_', '')}Config"
     extra = [("name", str, field(default=option))]
@@ -152,34 +163,45 @@ class LoggerConfig:
 TRAINER_SET_BY_LOSSBENCH = ("logger", "callbacks", "enable_progress_bar")
 
 
+def target_classes(group: str) -> dict[str, type]:
+    """``{option: class}`` of a group whose options name a class by ``_target_`` (optimizer)."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from lossbench.config import CONF
+
+    return {p.stem: get_class(OmegaConf.load(p)["_target_"])
+            for p in sorted((CONF / group).glob("*.yaml"))}  # fmt: skip
+
+
 def group_schemas() -> dict[str, dict[str, type]]:
     """``{group: {option: schema}}`` for every registered name and every optimizer and
     trainer config."""
     import pytorch_lightning as pl
-    import torch
 
     from lossbench.data import DATASETS
+    from lossbench.data.augment import AUGMENTS
     from lossbench.heads import HEADS
     from lossbench.losses import LOSSES
     from lossbench.models import MODELS
+    from lossbench.schedulers import SCHEDULERS
 
     def registry(reg: Any, skip: Sequence[str]) -> dict[str, type]:
-        return {
-            n: _named(reg[n], n, skip=skip, follow=getattr(reg[n], "source_cls", None)) for n in reg
-        }
+        return {n: _named(reg[n], n, skip=skip) for n in reg}
 
     trainer = schema_of(
         pl.Trainer, "TrainerConfig", skip=TRAINER_SET_BY_LOSSBENCH, extra=_target(pl.Trainer)
     )
-    optimizers = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
     return {
         "dataset": registry(DATASETS, ("data_dir", "shuffle_seed")),
         "model": registry(MODELS, ("input_shape", "num_classes")),
         "head": registry(HEADS, ()),
         "loss": registry(LOSSES, ()),
+        "augment": registry(AUGMENTS, ("input_shape",)),
+        "scheduler": registry(SCHEDULERS, ("optimizer", "total_steps", "steps_per_epoch")),
         "optimizer": {
             n: schema_of(c, f"{c.__name__}Config", skip=("params",), extra=_target(c, True))
-            for n, c in optimizers.items()
+            for n, c in target_classes("optimizer").items()
         },
         "trainer": {"default": trainer},
         "logger": {"mlflow": LoggerConfig},
@@ -191,7 +213,8 @@ def run_schema() -> type:
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     checkpoint = schema_of(ModelCheckpoint, "CheckpointConfig", skip=("dirpath",))
-    groups = ("dataset", "model", "head", "loss", "optimizer", "trainer", "logger")
+    groups = ("dataset", "augment", "model", "head", "loss", "optimizer", "scheduler", "trainer",
+              "logger")  # fmt: skip
     fields: list[tuple[str, Any, Any]] = [(g, Any, field(default=MISSING)) for g in groups]
     fields += [
         ("checkpoint", checkpoint, field(default_factory=checkpoint)),
@@ -203,6 +226,7 @@ def run_schema() -> type:
         ("rerun", bool, field(default=False)),
         ("resume", Optional[str], field(default=None)),  # noqa: UP045
         ("compile", bool, field(default=False)),
+        ("save_weights", bool, field(default=True)),
         ("progress_bar", str, field(default="auto")),
         ("optimized_metric", Optional[str], field(default=None)),  # noqa: UP045
         ("tuned_lr", Any, field(default=None)),

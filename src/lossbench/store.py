@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TypeVar
 
 import requests
 from filelock import FileLock
 from mlflow.entities import Experiment, ViewType
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -236,3 +237,17 @@ def close_stale(client: MlflowClient, host: str | None = None) -> list[str]:
         retry_if_locked(lambda r=run_id: client.set_terminated(r, "KILLED"))
         closed.append(run_id)
     return closed
+
+
+@contextmanager
+def quiet_downloads() -> Iterator[None]:
+    """No progress bar per artifact download (MLflow draws one by default)."""
+    saved = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get_raw()
+    os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name)
+        else:
+            os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = saved

@@ -10,12 +10,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning_utilities.core.rank_zero import rank_zero_only
 from matplotlib.figure import Figure
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import MLFlowLogger
+from torch import nn
 
 from lossbench.errors import LossbenchError, NonFiniteLoss
 from lossbench.store import (
@@ -31,6 +33,8 @@ LOSS_CURVES = "loss_curves.png"
 CONFIG_ARTIFACT = "config.yaml"
 THRESHOLDS = "thresholds.json"
 CONFUSION = "confusion_matrix.json"
+PREDICTOR = "predictor.json"  # what lossbench.predict needs besides the weights
+WEIGHTS = "weights.pt"  # the tested weights (the model's state_dict)
 
 
 def run_name(dataset: str, head: str, loss: str, seed: int) -> str:
@@ -85,7 +89,7 @@ class BatchedMLFlowLogger(MLFlowLogger):
 # config hash (dotted paths).
 NOT_HASHED = (
     "root_dir", "data_dir", "output_dir", "output_roots", "progress_bar", "rerun", "resume",
-    "logger", "optimized_metric", "tuned_lr",
+    "logger", "optimized_metric", "tuned_lr", "save_weights",
     "trainer.default_root_dir", "trainer.enable_model_summary",
 )  # fmt: skip
 
@@ -149,6 +153,18 @@ def log_confusion(logger: MLFlowLogger, matrix: list[list[int]], labels: list[st
     """The test split's confusion matrix (rows: true class, columns: predicted), as
     ``confusion_matrix.json``."""
     logger.experiment.log_dict(logger.run_id, {"labels": labels, "matrix": matrix}, CONFUSION)
+
+
+def log_predictor(
+    logger: MLFlowLogger, model: nn.Module, spec: Mapping[str, Any], folder: Path
+) -> None:
+    """The tested weights as ``weights.pt`` and, as ``predictor.json``, ``spec``: the task,
+    class names, input shape, model, head, thresholds and preprocessing that
+    ``lossbench.predict`` rebuilds the classifier from."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(getattr(model, "_orig_mod", model).state_dict(), folder / WEIGHTS)  # compiled
+    logger.experiment.log_artifact(logger.run_id, str(folder / WEIGHTS))
+    logger.experiment.log_dict(logger.run_id, dict(spec), PREDICTOR)
 
 
 def log_loss_curves(logger: BatchedMLFlowLogger) -> None:

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     cfg = compose_run_config([EXPERIMENT, *args.overrides], ROOT / "outputs" / "compose")
-    task = DATASETS[cfg.dataset.name].task
+    task = DATASETS[cfg.dataset.name].task_of(OmegaConf.to_container(cfg.dataset))
     if args.pairs:
         pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
         for head, loss in pairs:

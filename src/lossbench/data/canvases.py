@@ -73,8 +73,10 @@ class Canvases(ClassificationData):
     ) -> None:
         """``source``: the source set's own keys (``val_size``, ``split_seed``, ``download``,
         ``system_dir``), passed through to it unchanged."""
-        super().__init__(data_dir, batch_size, shuffle_seed)
-        self.source = self.source_cls(data_dir, batch_size, mean=0.0, std=1.0, **source)
+        super().__init__(data_dir, batch_size, shuffle_seed, mean, std)
+        self.source = self.source_cls(
+            data_dir=data_dir, batch_size=batch_size, mean=0.0, std=1.0, **source
+        )
         if canvas < 28 or max_items < 1:
             raise LossbenchError(
                 f"dataset.canvas={canvas} and dataset.max_items={max_items}: a canvas needs "
@@ -82,10 +84,8 @@ class Canvases(ClassificationData):
             )
         for split, n in zip(SPLITS, (n_train, n_val, n_test), strict=True):
             check_range(f"dataset.n_{split}", n, ge=1, example=1000)
-        check_range("dataset.std", std, gt=0, example=0.28)
         self.canvas, self.max_items, self.seed = canvas, max_items, seed
         self.sizes = dict(zip(SPLITS, (n_train, n_val, n_test), strict=True))
-        self.mean, self.std = mean, std
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -10,27 +10,61 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from torchvision import datasets
 
 from lossbench.data.base import DATASETS, ClassificationData, split_indices
-from lossbench.errors import LossbenchError, check_range, check_writable_dir
+from lossbench.errors import LossbenchError, check_writable_dir
 
 OFFLINE_HINT = (
     "Datasets that work offline: fashion_mnist where Debian's package dataset-fashion-mnist is "
-    "installed (`apt-get install dataset-fashion-mnist`), and multilabel (synthetic)."
+    "installed (`apt-get install dataset-fashion-mnist`), digits, yeast, multilabel (synthetic), "
+    "and your own files (image_folder, image_csv, table)."
 )
 
 
-class TorchvisionImages(ClassificationData):
-    """A torchvision MNIST-format set: 60k train images (val carved out) and 10k test images."""
+def writable(folder: Path) -> None:
+    check_writable_dir(folder, f"the data folder {folder}", "set data_dir to a writable folder")
+
+
+def fetch(
+    missing: Callable[[], list[Path]],
+    download: bool,
+    get: Callable[[], object],
+    folder: Path,
+    layout: str,
+) -> None:
+    """Make sure no file is ``missing()``: download them with ``get()`` if ``download``, else
+    (or if that fails) refuse, listing the files expected and the datasets that work offline."""
+    if not missing():
+        return
+    reason = "downloading is off (dataset.download=false)"
+    if download:
+        writable(folder)
+        try:
+            get()
+            if not missing():
+                return
+        except Exception as err:  # torchvision raises RuntimeError/URLError variants
+            reason = f"the download failed ({str(err).splitlines()[0]})"
+    files = "\n  ".join(str(f) for f in missing())
+    raise LossbenchError(
+        f"dataset files are missing and {reason}. Expected:\n  {files}\n"
+        f"Fix: connect to the network with dataset.download=true, or put those files there "
+        f"({layout}). {OFFLINE_HINT}"
+    )
+
+
+class DownloadedImages(ClassificationData):
+    """A published image set in ``data_dir``, downloaded by torchvision: its training images
+    (the validation split carved out by ``split_seed``) and its test images."""
 
     task = "multiclass"
-    source: ClassVar[type[datasets.MNIST]]
 
     def __init__(
         self,
@@ -39,17 +73,34 @@ class TorchvisionImages(ClassificationData):
         val_size: int,
         split_seed: int,
         download: bool,
-        mean: float,
-        std: float,
-        system_dir: str | None = None,
+        mean: float | Sequence[float] | None,
+        std: float | Sequence[float] | None,
         shuffle_seed: int = 0,
     ) -> None:
-        super().__init__(data_dir, batch_size, shuffle_seed)
-        check_range("dataset.std", std, gt=0, example=0.3)
-        self.val_size = val_size
-        self.split_seed = split_seed
-        self.download = download
-        self.mean, self.std = mean, std
+        super().__init__(data_dir, batch_size, shuffle_seed, mean, std)
+        self.val_size, self.split_seed, self.download = val_size, split_seed, download
+
+    def with_val(
+        self, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor]
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """The three splits: ``val_size`` training images carved out as validation."""
+        x, y = train
+        if not 0 < self.val_size < len(x):
+            raise LossbenchError(
+                f"dataset.val_size={self.val_size} must be between 1 and {len(x) - 1} "
+                f"(the training split has {len(x)} images)"
+            )
+        val, rest = split_indices(len(x), [self.val_size, len(x) - self.val_size], self.split_seed)
+        return {"train": (x[rest], y[rest]), "val": (x[val], y[val]), "test": test}
+
+
+class TorchvisionImages(DownloadedImages):
+    """A torchvision MNIST-format set: 60k train images (val carved out) and 10k test images."""
+
+    source: ClassVar[type[datasets.MNIST]]
+
+    def __init__(self, system_dir: str | None = None, **params: Any) -> None:
+        super().__init__(**params)
         self.system_dir = Path(system_dir) if system_dir else None
 
     @property
@@ -79,7 +130,7 @@ class TorchvisionImages(ClassificationData):
         gz = [self.system_dir / f"{f.name}.gz" for f in self.raw_files()]
         if not all(g.is_file() for g in gz):
             return
-        self._writable(self.raw_dir)
+        writable(self.raw_dir)
         for src, dst in zip(gz, self.raw_files(), strict=True):
             tmp = dst.with_suffix(".part")
             try:
@@ -93,33 +144,12 @@ class TorchvisionImages(ClassificationData):
                 ) from None
             tmp.replace(dst)
 
-    @staticmethod
-    def _writable(folder: Path) -> None:
-        check_writable_dir(folder, f"the data folder {folder}",
-                           "set data_dir to a writable folder")  # fmt: skip
-
     def prepare_data(self) -> None:
         """Make sure the raw files exist: unpack the system copy, else download, else explain."""
-        if not self._missing():
-            return
-        if self.system_dir is not None and self.system_dir.is_dir():
+        if self._missing() and self.system_dir is not None and self.system_dir.is_dir():
             self._unpack_system_copy()
-        if not self._missing():
-            return
-        reason = "downloading is off (dataset.download=false)"
-        if self.download:
-            self._writable(self.raw_dir)
-            try:
-                self.source(str(self.data_dir), train=True, download=True)
-                return
-            except Exception as err:  # torchvision raises RuntimeError/URLError variants
-                reason = f"the download failed ({str(err).splitlines()[0]})"
-        files = "\n  ".join(str(f) for f in self._missing())
-        raise LossbenchError(
-            f"dataset files are missing and {reason}. Expected:\n  {files}\n"
-            f"Fix: connect to the network with dataset.download=true, or put those files there "
-            f"(gunzipped IDX, torchvision's layout). {OFFLINE_HINT}"
-        )
+        fetch(self._missing, self.download, lambda: self.source(str(self.data_dir), download=True),
+              self.raw_dir, "gunzipped IDX, torchvision's layout")  # fmt: skip
 
     def _read(self, train: bool) -> tuple[Tensor, Tensor]:
         """``(images (N, 1, 28, 28) uint8, labels)``, decoded by torchvision once, then cached
@@ -140,7 +170,7 @@ class TorchvisionImages(ClassificationData):
             ) from None
         self._check(images, labels, split)
         tensors = images.unsqueeze(1).contiguous(), labels
-        self._writable(cache.parent)
+        writable(cache.parent)
         torch.save(tensors, cache.with_suffix(".part"))
         cache.with_suffix(".part").replace(cache)
         return tensors
@@ -164,14 +194,7 @@ class TorchvisionImages(ClassificationData):
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         self.prepare_data()
-        x, y = self._read(train=True)
-        if not 0 < self.val_size < len(x):
-            raise LossbenchError(
-                f"dataset.val_size={self.val_size} must be between 1 and {len(x) - 1} "
-                f"(the training split has {len(x)} images)"
-            )
-        val, train = split_indices(len(x), [self.val_size, len(x) - self.val_size], self.split_seed)
-        return {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": self._read(False)}
+        return self.with_val(self._read(train=True), self._read(train=False))
 
 
 @DATASETS.register("mnist")

@@ -75,6 +75,8 @@ class SyntheticMultilabel(ClassificationData):
             )
         val, test, train = split_indices(n, [n_val, n_test, n - n_val - n_test], self.seed)
         scaler = StandardScaler().fit(x[train.numpy()])
+        columns = [f"x{i}" for i in range(x.shape[1])]
+        self.feature_stats = (columns, scaler.mean_.tolist(), scaler.scale_.tolist())
 
         def part(idx: Tensor) -> tuple[Tensor, Tensor]:
             xs = scaler.transform(x[idx.numpy()])

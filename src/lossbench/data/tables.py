@@ -1,0 +1,237 @@
+"""Tables of numeric features: your own CSV or Parquet file (``table``), and the MULAN yeast
+multi-label benchmark (``yeast``). Features are standardised with the training split's mean and
+std; they are held in memory as float32 tensors."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.preprocessing import StandardScaler
+from torch import Tensor
+
+from lossbench.data.base import DATASETS, SPLITS, ClassificationData, count, split_indices
+from lossbench.errors import LossbenchError
+from lossbench.heads import Task
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV (also gzipped) or Parquet file as a DataFrame."""
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except (ValueError, OSError, UnicodeDecodeError, ImportError) as err:
+        raise LossbenchError(
+            f"{path} cannot be read as CSV or Parquet ({err}). Fix: save it as .csv or .parquet"
+        ) from None
+
+
+@DATASETS.register("table")
+class Table(ClassificationData):
+    """A CSV or Parquet file (``path``): one row per sample, numeric feature columns, and either
+    ``label_column`` (one label per row: multi-class; any values, their sorted distinct values
+    are the classes) or ``label_columns`` (0/1 columns: multi-label). An optional ``split``
+    column (train/val/test) fixes the splits; missing ones are carved from train by
+    ``split_seed``. ``feature_columns`` null: every other column."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        batch_size: int,
+        path: str | None = None,
+        label_column: str | None = None,
+        label_columns: Sequence[str] | None = None,
+        feature_columns: Sequence[str] | None = None,
+        split_column: str = "split",
+        val_size: float = 0.1,
+        test_size: float = 0.2,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+    ) -> None:
+        super().__init__(data_dir, batch_size, shuffle_seed)
+        self.task = self.task_of({"label_column": label_column, "label_columns": label_columns})
+        if not path:
+            raise LossbenchError("dataset.path is not set. Fix: `dataset.path=/path/to/data.csv`")
+        self.path = Path(path).expanduser().resolve()
+        if not self.path.is_file():
+            raise LossbenchError(f"dataset.path={path}: there is no such file. Fix: give its path")
+        self.labels = [label_column] if label_column else list(label_columns or [])
+        self.features = list(feature_columns) if feature_columns else None
+        self.split_column, self.sizes, self.split_seed = (
+            split_column,
+            (val_size, test_size),
+            split_seed,
+        )
+        self.classes: list[str] = []
+        self._width = 0
+
+    @classmethod
+    def task_of(cls, params: dict[str, Any]) -> Task:
+        one, many = params.get("label_column"), params.get("label_columns")
+        if bool(one) == bool(many):
+            raise LossbenchError(
+                "give exactly one of dataset.label_column (one label per row) and "
+                "dataset.label_columns (0/1 columns, multi-label). Fix: e.g. "
+                "`dataset.label_column=species`"
+            )
+        return "multilabel" if many else "multiclass"
+
+    @property
+    def origin(self) -> str:
+        return str(self.path)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if not self._width:
+            self.load_splits()
+        return (self._width,)
+
+    @property
+    def num_classes(self) -> int:
+        if not self.classes:
+            self.load_splits()
+        return len(self.classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classes)
+
+    def frame(self) -> pd.DataFrame:
+        return read_table(self.path)
+
+    def split_of(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Row indices per split: the split column's, with missing splits carved from train."""
+        n = len(frame)
+        if self.split_column in frame.columns:
+            values = frame[self.split_column].astype(str)
+            bad = sorted(set(values) - set(SPLITS))
+            if bad:
+                raise LossbenchError(
+                    f"{self.path}: column {self.split_column!r} holds {', '.join(bad)}; a split "
+                    "is train, val or test. Fix: correct those rows"
+                )
+            given = {s: np.flatnonzero(values.to_numpy() == s) for s in SPLITS}
+        else:
+            given = {"train": np.arange(n), "val": np.array([], int), "test": np.array([], int)}
+        train = given["train"]
+        missing = [s for s in ("val", "test") if not len(given[s])]
+        wanted = [count(self.sizes[("val", "test").index(s)], len(train), f"dataset.{s}_size")
+                  for s in missing]  # fmt: skip
+        if sum(wanted) >= len(train):
+            raise LossbenchError(
+                f"{self.path}: carving {', '.join(missing)} from {len(train)} training rows "
+                "leaves none to train on; lower dataset.val_size / dataset.test_size"
+            )
+        parts = split_indices(len(train), [*wanted, len(train) - sum(wanted)], self.split_seed)
+        for split, idx in zip([*missing, "train"], parts, strict=True):
+            given[split] = train[idx.numpy()]
+        return given
+
+    def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        frame = self.frame()
+        unknown = [c for c in self.labels + (self.features or []) if c not in frame.columns]
+        if unknown:
+            raise LossbenchError(
+                f"{self.path} has no column {', '.join(map(repr, unknown))}; its columns: "
+                f"{', '.join(map(str, frame.columns))}. Fix: name columns it has"
+            )
+        rows = self.split_of(frame)
+        skip = {*self.labels, self.split_column}
+        features = self.features or [c for c in frame.columns if c not in skip]
+        if not features:
+            raise LossbenchError(f"{self.path} has no feature column. Fix: add numeric columns")
+        text = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+        if text:
+            raise LossbenchError(
+                f"{self.path}: feature column {text[0]!r} is not numeric (e.g. "
+                f"{frame[text[0]].iloc[0]!r}). Fix: encode it as numbers, or leave it out with "
+                "dataset.feature_columns=[...]"
+            )
+        x = frame[features].to_numpy(dtype=np.float64)
+        if np.isnan(x).any():
+            row, col = np.argwhere(np.isnan(x))[0]
+            raise LossbenchError(
+                f"{self.path}: row {row + 1}, column {features[col]!r} is empty or NaN. Fix: "
+                "fill or drop the rows with missing values"
+            )
+        y = self._targets(frame)
+        scaler = StandardScaler().fit(x[rows["train"]])
+        self._width = x.shape[1]
+        self.feature_stats = (list(map(str, features)), scaler.mean_.tolist(),
+                              scaler.scale_.tolist())  # fmt: skip
+        return {
+            s: (torch.tensor(scaler.transform(x[idx]), dtype=torch.float32), y[idx])
+            for s, idx in rows.items()
+        }
+
+    def _targets(self, frame: pd.DataFrame) -> Tensor:
+        if self.task == "multiclass":
+            values = frame[self.labels[0]]
+            self.classes = [str(v) for v in sorted(values.unique())]
+            index = {v: i for i, v in enumerate(sorted(values.unique()))}
+            return torch.tensor(values.map(index).to_numpy(), dtype=torch.long)
+        block = frame[self.labels]
+        bad = [c for c in self.labels if not block[c].isin([0, 1]).all()]
+        if bad:
+            raise LossbenchError(
+                f"{self.path}: label column {bad[0]!r} holds values other than 0 and 1. Fix: "
+                "one 0/1 column per label for dataset.label_columns"
+            )
+        self.classes = list(self.labels)
+        return torch.tensor(block.to_numpy(dtype=np.float32))
+
+
+YEAST_TEST_ROWS = 917  # MULAN's split: the first 917 rows are its test set, the other 1,500 train
+
+
+@DATASETS.register("yeast")
+class Yeast(Table):
+    """Yeast gene functions (Elisseeff & Weston 2001, "A kernel method for multi-labelled
+    classification", NIPS; MULAN's copy, Tsoumakas et al. 2011): 2,417 genes × 103
+    micro-array and phylogenetic features, 14 functional classes, multi-label. MULAN's standard
+    split, 1,500 train / 917 test; validation is carved from the 1,500 (``val_size``).
+
+    Read offline from the copy inside the PyPI package ``river`` (``river/datasets/yeast.csv.gz``,
+    the MULAN version; its first 917 rows are MULAN's test set): ``pip install river``, which
+    ``.[dev]`` and ``.[datasets]`` install; river itself is not imported.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        batch_size: int,
+        val_size: float = 0.2,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+    ) -> None:
+        spec = importlib.util.find_spec("river")
+        if spec is None or not spec.submodule_search_locations:
+            raise LossbenchError(
+                "dataset=yeast reads the copy inside the Python package river, which is not "
+                "installed. Fix: `pip install river` (or `pip install -e '.[datasets]'`)"
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "yeast.csv.gz"
+        labels = [f"Class{i}" for i in range(1, 15)]
+        super().__init__(data_dir, batch_size, str(path), label_columns=labels,
+                         split_column="", val_size=val_size, test_size=0.0,
+                         split_seed=split_seed, shuffle_seed=shuffle_seed)  # fmt: skip
+
+    @classmethod
+    def task_of(cls, params: dict[str, Any]) -> Task:
+        return "multilabel"
+
+    def split_of(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        if len(frame) != 2417:
+            raise LossbenchError(
+                f"{self.path} has {len(frame)} rows, not MULAN's 2,417. Fix: reinstall river"
+            )
+        test, train = np.arange(YEAST_TEST_ROWS), np.arange(YEAST_TEST_ROWS, len(frame))
+        n_val = count(self.sizes[0], len(train), "dataset.val_size")
+        val, rest = split_indices(len(train), [n_val, len(train) - n_val], self.split_seed)
+        return {"train": train[rest.numpy()], "val": train[val.numpy()], "test": test}

@@ -1,0 +1,97 @@
+"""lossbench.predict on real runs: a folder of images, a CSV of images, a table; the outputs
+equal the trained model's own test predictions; a run without weights is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from conftest import compose_cfg, sqlite_uri
+from lossbench import predict, run
+from lossbench.data import make_datamodule
+
+DIGITS = ["dataset=digits", "model=cnn", "trainer.max_epochs=3", "trainer.accelerator=cpu",
+          "progress_bar=log"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("predict")
+    uri = sqlite_uri(tmp / "mlflow.db")
+    return tmp, run.train(compose_cfg([*DIGITS, f"logger.tracking_uri={uri}"], tmp / "run"))
+
+
+def write_digit_pngs(folder: Path, n: int) -> list[int]:
+    digits = load_digits()
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        image = np.round(digits.images[i] * 255 / 16).astype(np.uint8)
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    return digits.target[:n].tolist()
+
+
+def test_a_folder_of_images_gets_the_models_own_predictions(digits_run, tmp_path: Path) -> None:
+    store, run_id = digits_run
+    labels = write_digit_pngs(tmp_path / "pngs", 40)
+    out = tmp_path / "pred.csv"
+    predict.main(["--tracking-uri", sqlite_uri(store / "mlflow.db"), "--run", run_id,
+                  "--input", str(tmp_path / "pngs"), "--out", str(out)])  # fmt: skip
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["input", "prediction", *(f"p_{c}" for c in range(10))]
+    np.testing.assert_allclose(table.filter(like="p_").sum(axis=1), 1, atol=1e-5)
+    assert (table["prediction"] == table.filter(like="p_").to_numpy().argmax(1)).all()
+    assert (table["prediction"].to_numpy() == np.array(labels)).mean() > 0.8
+    # the same images through the run's own data path and weights give the same probabilities
+    spec, model = predict.load_run(sqlite_uri(store / "mlflow.db"), run_id)
+    data = make_datamodule("digits", tmp_path, batch_size=64)
+    data.setup()
+    digits = torch.from_numpy(np.round(load_digits().images[:40] * 255 / 16).astype(np.uint8))
+    x, _ = data.on_after_batch_transfer([digits[:, None], torch.zeros(40)], 0)
+    probs = torch.softmax(model(x), -1).detach().numpy()
+    np.testing.assert_allclose(table.filter(like="p_").to_numpy(), probs, atol=1e-5)
+    assert spec["classes"] == [str(c) for c in range(10)]
+
+
+def test_a_table_run_predicts_from_a_csv(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, 200)
+    frame = pd.DataFrame({"u": rng.normal(size=200) + 3 * label, "v": rng.normal(size=200),
+                          "kind": np.where(label == 1, "yes", "no")})  # fmt: skip
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    run_id = run.train(compose_cfg([
+        "dataset=table", f"dataset.path={tmp_path / 't.csv'}", "dataset.label_column=kind",
+        "trainer.max_epochs=5", "trainer.accelerator=cpu", "progress_bar=log",
+        f"logger.tracking_uri={uri}"], tmp_path / "run"))  # fmt: skip
+    frame.drop(columns="kind").head(50).to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "pred.csv"
+    predict.main(["--tracking-uri", uri, "--run", run_id, "--input", str(tmp_path / "new.csv"),
+                  "--out", str(out)])  # fmt: skip
+    table = pd.read_csv(out)
+    assert set(table["prediction"]) <= {"yes", "no"} and list(table.columns)[2:] == [
+        "p_no",
+        "p_yes",
+    ]
+    assert (table["prediction"] == frame["kind"].head(50)).mean() > 0.9
+
+
+def test_a_run_without_weights_is_refused(digits_run, tmp_path: Path, capsys) -> None:
+    store, _ = digits_run
+    uri = sqlite_uri(store / "mlflow.db")
+    bare = run.train(compose_cfg([*DIGITS, "trainer.max_epochs=1", "save_weights=false",
+                                  f"logger.tracking_uri={uri}"], tmp_path / "run"))  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        predict.main(["--tracking-uri", uri, "--run", bare, "--input", str(tmp_path),
+                      "--out", str(tmp_path / "p.csv")])  # fmt: skip
+    assert stop.value.code == 2
+    assert f"run {bare} has no saved weights" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+    names = {a.path for a in MlflowClient(uri).list_artifacts(bare)}
+    assert "weights.pt" not in names
