@@ -28,7 +28,18 @@ PARAMS = {  # non-default parameters, so that they are exercised too
     "focal": {"gamma": 2.0, "alpha": 0.25},
     "asl": {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05},
     "hinge": {"p": 1, "margin": 1.0},
+    "gce": {"q": 0.7},
+    "sce": {"alpha": 0.1, "beta": 1.0},
+    "nce_rce": {"alpha": 1.0, "beta": 1.0},
 }
+
+
+def params(head: str, loss: str) -> dict:
+    """The test's parameters of ``loss`` with ``head`` (alpha weighs the sigmoid focal's
+    positives only: the softmax focal loss has none)."""
+    if head == "softmax" and loss == "focal":
+        return {"gamma": 2.0}
+    return PARAMS.get(loss, {})
 
 
 def one_hot(y: torch.Tensor) -> torch.Tensor:
@@ -60,9 +71,27 @@ def asl_elements(z, t, gamma_pos, gamma_neg, clip):
     )
 
 
+def p_true(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(z, 1).gather(1, y[:, None]).squeeze(1)
+
+
 def reference(head: str, loss: str, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The torch.nn functional where one exists, else the formula written out."""
-    kw = PARAMS.get(loss, {})
+    kw = params(head, loss)
+    if loss == "focal" and head == "softmax":  # Mukhoti et al. 2020: -(1 - p_y)^g log p_y
+        return (-((1 - p_true(z, y)) ** kw["gamma"]) * torch.log(p_true(z, y))).mean()
+    if loss == "gce":  # Zhang & Sabuncu 2018, Eq. 6
+        return ((1 - p_true(z, y) ** kw["q"]) / kw["q"]).mean()
+    if loss == "sce":  # Wang et al. 2019, Eq. 7, with A = -4 in the reverse CE
+        rce = 4.0 * (1 - p_true(z, y))  # -A (1 - p_y), A = -4
+        return (kw["alpha"] * -torch.log(p_true(z, y)) + kw["beta"] * rce).mean()
+    if loss == "mae":  # Ghosh et al. 2017: ||e_y - p||_1
+        return (one_hot(y) - torch.softmax(z, 1)).abs().sum(1).mean()
+    if loss == "nce_rce":  # Ma et al. 2020, Eq. 3: NCE = -log p_y / -sum_k log p_k
+        log_p = torch.log(torch.softmax(z, 1))
+        nce = -log_p.gather(1, y[:, None]).squeeze(1) / -log_p.sum(1)
+        rce = 4.0 * (1 - p_true(z, y))
+        return (kw["alpha"] * nce + kw["beta"] * rce).mean()
     if loss == "ce":
         return F.cross_entropy(z, y, **kw)
     if loss == "ce_onehot":
@@ -101,7 +130,7 @@ def test_value_and_gradient_equal_the_reference(task: str, head: str, loss: str)
     targets = INDICES if task == "multiclass" else MULTI_HOT
     z1 = LOGITS.clone().requires_grad_()
     z2 = LOGITS.clone().requires_grad_()
-    got = make_criterion(head, loss, **PARAMS.get(loss, {})).double()(z1, targets)
+    got = make_criterion(head, loss, **params(head, loss)).double()(z1, targets)
     want = reference(head, loss, z2, targets)
     assert got.shape == ()
     torch.testing.assert_close(got, want)
@@ -148,6 +177,15 @@ LIMITS = {  # (head, loss, targets, analytic loss, analytic dL/dz)
     "focal": ("sigmoid", BIG_BINARY, (75 + 25) / 4, [[0, 0], [0.75 / 4, -0.25 / 4]]),
     # negative at z = 100: -(1 - clip)^4 log(clip); positive at z = -100: -log sigmoid(-100)
     "asl": ("sigmoid", BIG_BINARY, (-(0.95**4) * LOG_CLIP + 100) / 4, [[0, 0], [0, -0.25]]),
+    # the wrong row: -(1 - 0)^2 log e^-200 = 200; its gradient is CE's
+    "focal_softmax": ("softmax", BIG_INDEX, 200 / 2, [[0, 0], [0.5, -0.5]]),
+    # (1 - p_y^q)/q with p_y = e^-200 on the wrong row; p_y^q (hence the gradient) vanishes
+    "gce": ("softmax", BIG_INDEX, (1 / 0.7) / 2, [[0, 0], [0, 0]]),
+    # 0.1 CE + RCE: (0.1 * 200 + 4) / 2; the RCE's gradient vanishes, CE's is scaled by 0.1
+    "sce": ("softmax", BIG_INDEX, (0.1 * 200 + 4) / 2, [[0, 0], [0.05, -0.05]]),
+    "mae": ("softmax", BIG_INDEX, 2 / 2, [[0, 0], [0, 0]]),
+    # NCE: log p_y / sum log p = -200 / -200 = 1 on the wrong row, 0 / -200 on the right one
+    "nce_rce": ("softmax", BIG_INDEX, (1 + 4) / 2, [[0, 0], [0, 0]]),
 }
 
 
@@ -155,10 +193,11 @@ LIMITS = {  # (head, loss, targets, analytic loss, analytic dL/dz)
 @pytest.mark.parametrize("loss", list(LIMITS))
 def test_stable_at_large_logits(loss: str, dtype: torch.dtype) -> None:
     head, targets, value, grad = LIMITS[loss]
-    params = {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05} if loss == "asl" else {}
+    kw = {"asl": {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05},
+          "focal": {"gamma": 2.0, "alpha": 0.25}}.get(loss, {})  # fmt: skip
     z = BIG.to(dtype).detach().clone().requires_grad_()
     target = targets if targets.dtype == torch.long else targets.to(dtype)
-    got = make_criterion(head, loss, **params)(z, target)
+    got = make_criterion(head, loss.removesuffix("_softmax"), **kw)(z, target)
     got.backward()
     assert torch.isfinite(got) and torch.isfinite(z.grad).all()
     torch.testing.assert_close(got.item(), value, rtol=1e-5, atol=1e-6)
@@ -197,3 +236,51 @@ def test_bad_threshold_is_refused() -> None:
 
     with pytest.raises(LossbenchError, match="neither a probability in \\(0, 1\\) nor 'tuned'"):
         make_head("sigmoid", threshold=1.5)
+
+
+COUNTS = torch.tensor([50, 10, 5, 1])
+
+
+BALANCED = [("softmax", "ce"), ("sigmoid", "bce_logits"), ("sigmoid", "focal"),
+            ("softmax", "focal")]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["effective_number", "inverse_frequency"])
+@pytest.mark.parametrize(("head", "loss"), BALANCED)
+def test_class_balanced_losses_weigh_each_sample_by_its_class(head, loss, kind) -> None:
+    """Cui et al. 2019: w_c = (1 - b)/(1 - b^n_c) (or 1/n_c), normalised to sum to C; each
+    sample's loss (its C binary terms for the sigmoid losses) times w_y."""
+    beta = 0.99
+    raw = (1 - beta) / (1 - beta ** COUNTS.double()) if kind == "effective_number" else (
+        1 / COUNTS.double())  # fmt: skip
+    w = raw / raw.sum() * C
+    criterion = make_criterion(head, loss, COUNTS, class_weight=kind, beta=beta).double()
+    z1 = LOGITS.clone().requires_grad_()
+    got = criterion(z1, INDICES)
+    z2 = LOGITS.clone().requires_grad_()
+    kw = params(head, loss)
+    if loss == "ce":
+        per = F.cross_entropy(z2, INDICES, reduction="none")
+    elif loss == "bce_logits":
+        per = F.binary_cross_entropy_with_logits(z2, one_hot(INDICES), reduction="none")
+    elif head == "sigmoid":
+        p = torch.sigmoid(z2)
+        t = one_hot(INDICES)
+        p_t = torch.where(t == 1, p, 1 - p)
+        per = -((1 - p_t) ** kw["gamma"]) * torch.log(p_t)
+    else:
+        per = -((1 - p_true(z2, INDICES)) ** kw["gamma"]) * torch.log(p_true(z2, INDICES))
+    want = (per * w[INDICES].view(-1, *([1] * (per.ndim - 1)))).mean()
+    torch.testing.assert_close(got, want)
+    got.backward()
+    want.backward()
+    torch.testing.assert_close(z1.grad, z2.grad)
+
+
+def test_class_weights_are_refused_on_multilabel_data() -> None:
+    from lossbench.errors import LossbenchError
+
+    with pytest.raises(LossbenchError, match="single-label data only"):
+        make_criterion(
+            "sigmoid", "bce_logits", COUNTS, "multilabel", class_weight="inverse_frequency"
+        )

@@ -27,6 +27,7 @@ def _refusal(task: Task, head: str, loss: str) -> str | None:
     name = LOSSES.canonical(loss)
     if head not in spec.links:
         return f"{name} fits the {' or '.join(spec.links)} head"
+    spec = spec.for_head(head)  # the implementation for this head: its target form
     if task == "multilabel" and spec.target == "index":
         return f"{name} needs class-index targets, which a multi-label task does not have"
     if task == "multilabel" and head_cls.exclusive and spec.target != "distribution":

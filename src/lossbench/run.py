@@ -133,11 +133,12 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
     clock = {"start": time.perf_counter()}
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     head = make_head(head_name, **head_params)
-    criterion = make_criterion(head, loss_name, **loss_params)
     data = make_datamodule(dataset, Path(cfg.data_dir).resolve(), cfg.seed, **data_params)
     data.prepare_data()
     data.setup("fit")
     clock["data"] = time.perf_counter()
+    counts = data.class_counts()
+    criterion = make_criterion(head, loss_name, counts, task, **loss_params)
     augment, augment_params = _name_and_params(cfg.augment)
     data.augment = make_augment(augment, data.input_shape, **augment_params)
     model = make_model(model_name, data.input_shape, data.num_classes, **model_params)

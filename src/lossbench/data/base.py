@@ -179,6 +179,21 @@ class ClassificationData(pl.LightningDataModule):
         """``{"train": (x, y), "val": (x, y), "test": (x, y)}``, the same for every call."""
         raise NotImplementedError
 
+    def train_targets(self) -> Tensor:
+        """The training split's targets: class indices (N,) or multi-hot rows (N, C)."""
+        if self.stream:
+            return self.samples("train").targets  # type: ignore[attr-defined]
+        if not self.splits:
+            self.setup()
+        return self.splits["train"].tensors[1]
+
+    def class_counts(self) -> Tensor:
+        """Training samples per class (C,): of each class, or with each label."""
+        y = self.train_targets().cpu()
+        if y.ndim == 1:
+            return torch.bincount(y, minlength=self.num_classes)
+        return y.sum(0).round().long()
+
     def preprocessing(self) -> dict[str, Any]:
         """How a raw input becomes a model input, for ``lossbench.predict``: images
         (channels, size, per-channel mean/std) or feature columns (names, mean, scale)."""

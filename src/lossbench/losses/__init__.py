@@ -6,8 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lossbench.errors import LossbenchError
 from lossbench.heads import Head, make_head
-from lossbench.losses import binary, cross_entropy, squared  # noqa: F401  (registers the losses)
+from lossbench.losses import (  # noqa: F401  (registers the losses)
+    binary,
+    cross_entropy,
+    robust,
+    squared,
+)
 from lossbench.losses.base import LOSSES, Loss
 
 __all__ = ["LOSSES", "Criterion", "Loss", "make_criterion"]
@@ -45,10 +51,23 @@ class Criterion(nn.Module):
         return self.loss(inputs, self.targets(targets, logits.shape[-1], inputs.dtype))
 
 
-def make_criterion(head: str | Head, loss: str, **params: object) -> Criterion:
-    """The training criterion for a head and a registered loss (or alias) built with ``params``.
+def make_criterion(
+    head: str | Head,
+    loss: str,
+    class_counts: Tensor | None = None,
+    task: str = "multiclass",
+    **params: object,
+) -> Criterion:
+    """The training criterion for a head and a registered loss (or alias) built with ``params``
+    (the loss's variant for that head); ``class_counts``: the training split's, for a
+    class-balanced loss.
 
     The pairing is checked by :mod:`lossbench.matrix` before a run; here only the names are.
     """
     head_obj = make_head(head) if isinstance(head, str) else head
-    return Criterion(head_obj, LOSSES[loss](**params))
+    loss_obj = LOSSES[loss].for_head(head_obj.name)(**params)
+    if class_counts is not None and hasattr(loss_obj, "set_class_counts"):
+        loss_obj.set_class_counts(class_counts, task)
+    elif getattr(loss_obj, "class_weight", "none") != "none":
+        raise LossbenchError(f"loss.class_weight={loss_obj.class_weight} needs the class counts")
+    return Criterion(head_obj, loss_obj)

@@ -17,7 +17,9 @@ class Loss(nn.Module):
 
     ``links``: the heads whose probability model the loss fits (``softmax``, ``sigmoid``).
     ``consumes``: what ``forward`` takes: ``logits``, ``probs`` or ``log_probs`` of the head.
-    ``target``: ``index`` (class indices (N,), multi-class only), ``binary`` (one-hot /
+    ``variants``: head → the class computing the same loss for that head, when one formula
+    cannot serve both (the focal loss). ``target``: ``index`` (class indices (N,),
+    multi-class only), ``binary`` (one-hot /
     multi-hot (N, C)) or ``distribution`` (rows summing to one: one-hot, or a multi-hot row
     divided by its number of labels).
 
@@ -28,6 +30,13 @@ class Loss(nn.Module):
     links: ClassVar[tuple[str, ...]]
     consumes: ClassVar[Consumes]
     target: ClassVar[Target]
+    # another implementation of the same loss for a head (``focal`` with the softmax head)
+    variants: ClassVar[dict[str, type[Loss]]] = {}
+
+    @classmethod
+    def for_head(cls, head: str) -> type[Loss]:
+        """The class that computes this loss for ``head``: a variant, or this class."""
+        return cls.variants.get(head, cls)
 
 
 LOSSES: Registry[type[Loss]] = Registry("loss")

@@ -10,6 +10,8 @@ from torchvision.ops import sigmoid_focal_loss
 
 from lossbench.errors import LossbenchError, check_range
 from lossbench.losses.base import LOSSES, Loss
+from lossbench.losses.cross_entropy import SoftmaxFocal
+from lossbench.losses.weights import ClassWeighted
 
 
 @LOSSES.register("bce")
@@ -30,19 +32,25 @@ class BinaryCrossEntropy(Loss, nn.BCELoss):
 
 
 @LOSSES.register("bce_logits")
-class BinaryCrossEntropyWithLogits(Loss, nn.BCEWithLogitsLoss):
+class BinaryCrossEntropyWithLogits(Loss, ClassWeighted, nn.BCEWithLogitsLoss):
     """The ``bce`` formula computed from logits as ``max(z, 0) - z y + log(1 + exp(-|z|))``,
     optionally with ``pos_weight`` w on the positive term: ``-w y log p - (1 - y) log(1 - p)``.
 
     ``torch.nn.BCEWithLogitsLoss``: stable for any z. ``pos_weight``: null, one number, or one
-    number per class.
+    number per class. ``class_weight``: each sample's C terms times its class's weight w_y
+    (Cui et al. 2019's class-balanced sigmoid loss; :mod:`lossbench.losses.weights`).
     """
 
     links = ("sigmoid",)
     consumes = "logits"
     target = "binary"
 
-    def __init__(self, pos_weight: float | Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        pos_weight: float | Sequence[float] | None = None,
+        class_weight: str = "none",
+        beta: float = 0.999,
+    ) -> None:
         weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float)
         if weight is not None and not bool((weight > 0).all()):
             raise LossbenchError(
@@ -50,6 +58,16 @@ class BinaryCrossEntropyWithLogits(Loss, nn.BCEWithLogitsLoss):
                 "Fix: set e.g. `loss.pos_weight=2.0`, or `loss.pos_weight=null`"
             )
         super().__init__(pos_weight=weight)
+        self._init_weighting(class_weight, beta)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        weights = self.sample_weights(target)
+        if weights is None:
+            return super().forward(logits, target)
+        per = nn.functional.binary_cross_entropy_with_logits(
+            logits, target, pos_weight=self.pos_weight, reduction="none"
+        )
+        return self.weighted_mean(per, weights)
 
 
 @LOSSES.register("multilabel_soft_margin")
@@ -69,19 +87,30 @@ class MultiLabelSoftMargin(Loss, nn.MultiLabelSoftMarginLoss):
 
 
 @LOSSES.register("focal")
-class SigmoidFocal(Loss):
-    """Focal loss, Lin et al. 2017 (RetinaNet), ``torchvision.ops.sigmoid_focal_loss``:
+class SigmoidFocal(Loss, ClassWeighted):
+    """Focal loss, Lin et al. 2017 (RetinaNet). With the sigmoid head,
+    ``torchvision.ops.sigmoid_focal_loss``:
 
-    ``L = 1/(NC) sum_{i,c} -a_t (1 - p_t)^gamma log p_t``, ``p_t = p`` if ``y = 1`` else
-    ``1 - p``, ``a_t = alpha`` if ``y = 1`` else ``1 - alpha`` (``alpha = -1``: no weighting).
-    ``log p_t`` comes from ``binary_cross_entropy_with_logits``, so it is stable.
+    ``L = 1/(NC) sum_{i,c} -w_{y_i} a_t (1 - p_t)^gamma log p_t``, ``p_t = p`` if ``y = 1`` else
+    ``1 - p``, ``a_t = alpha`` if ``y = 1`` else ``1 - alpha`` (``alpha = -1``, the default: no
+    weighting; RetinaNet's detectors used 0.25). ``log p_t`` comes from
+    ``binary_cross_entropy_with_logits``, so it is stable. With the softmax head it is the
+    multi-class focal loss, :class:`~lossbench.losses.cross_entropy.SoftmaxFocal`.
+    ``class_weight``: Cui et al. 2019's class-balanced focal loss (w_y per sample).
     """
 
-    links = ("sigmoid",)
+    links = ("sigmoid", "softmax")
     consumes = "logits"
     target = "binary"
+    variants = {"softmax": SoftmaxFocal}
 
-    def __init__(self, gamma: float = 2.0, alpha: float = 0.25) -> None:
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        alpha: float = -1.0,
+        class_weight: str = "none",
+        beta: float = 0.999,
+    ) -> None:
         super().__init__()
         check_range("loss.gamma", gamma, ge=0, example=2.0)
         if alpha != -1 and not 0 <= alpha <= 1:
@@ -90,9 +119,11 @@ class SigmoidFocal(Loss):
                 "weighting. Fix: set e.g. `loss.alpha=0.25`"
             )
         self.gamma, self.alpha = gamma, alpha
+        self._init_weighting(class_weight, beta)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return sigmoid_focal_loss(logits, target, self.alpha, self.gamma, reduction="mean")
+        per = sigmoid_focal_loss(logits, target, self.alpha, self.gamma, reduction="none")
+        return self.weighted_mean(per, self.sample_weights(target))
 
 
 @LOSSES.register("asl")
