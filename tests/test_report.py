@@ -1,23 +1,28 @@
-"""The report on a small real sweep: its rows, means and stds (computed here from the store),
-the significance column and the plots."""
+"""The report on small real sweeps: rows, paired differences, Holm-adjusted p-values and CIs
+recomputed here from the store with scipy; the A/A check; the CSVs; the plots; skipped jobs.
+And each verdict kind in a constructed case."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from conftest import run_train, sqlite_uri
+from conftest import compose_cfg, run_train, sqlite_uri
+from lossbench import run, stats
 from lossbench.report import write_report
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, tiny_data) -> Path:
+    """Multi-label, with invalid pairs skipped: 2 valid pairs × 2 seeds."""
     tmp = tmp_path_factory.mktemp("report")
     proc = run_train(
         tmp, tiny_data[0], "dataset=multilabel", "dataset.n_samples=400", "dataset.val_size=80",
@@ -28,6 +33,109 @@ def sweep(tmp_path_factory, tiny_data) -> Path:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp
+
+
+@pytest.fixture(scope="module")
+def paired_sweep(tmp_path_factory, tiny_data) -> tuple[Path, Path]:
+    """Digits, five valid pairs × seeds 1..6 (seed-matched); ce and nll compute one function."""
+    tmp = tmp_path_factory.mktemp("paired")
+    proc = run_train(
+        tmp, tiny_data[0], "dataset=digits", "head=softmax,sigmoid",
+        "loss=ce,nll,brier,bce_logits", "seed=1,2,3,4,5,6", "trainer.max_epochs=2",
+        "trainer.accelerator=cpu", "progress_bar=log", "optimizer.lr=0.003",
+        multirun=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp / "rep"
+    write_report(sqlite_uri(tmp / "mlflow.db"), "lossbench", None, out)
+    return tmp, out
+
+
+def rows(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_paired_verdicts_recomputed_from_the_store(paired_sweep) -> None:
+    tmp, out = paired_sweep
+    client = MlflowClient(sqlite_uri(tmp / "mlflow.db"))
+    runs = client.search_runs(["1"], "tags.report_of IS NULL", max_results=100)
+    acc: dict[str, dict[int, float]] = {}
+    for r in runs:
+        name = f"{r.data.tags['head']} + {r.data.tags['loss']}"
+        acc.setdefault(name, {})[int(r.data.tags["seed"])] = r.data.metrics["test/acc"]
+    best = max(acc, key=lambda k: np.mean(list(acc[k].values())))
+    others = [k for k in acc if k != best]
+    verdicts = [v for v in rows(out / "verdicts.csv") if v["metric"] == "test/acc"]
+    assert {v["pair"] for v in verdicts} == set(others) and {v["reference"] for v in verdicts} == {
+        best}  # fmt: skip
+    ps = {}
+    for name in others:
+        d = np.array([acc[name][s] - acc[best][s] for s in range(1, 7)])
+        v = next(v for v in verdicts if v["pair"] == name)
+        assert v["test"] == "paired t" and int(v["seeds"]) == 6
+        assert float(v["difference"]) == pytest.approx(d.mean())
+        half = scipy_stats.t.ppf(0.975, 5) * d.std(ddof=1) / np.sqrt(6)
+        assert float(v["ci_low"]) == pytest.approx(d.mean() - half)
+        assert float(v["ci_high"]) == pytest.approx(d.mean() + half)
+        if not d.any():  # the same function, the same seeds: identical runs (ce and nll)
+            ps[name] = 1.0
+            assert float(v["p"]) == 1.0 and float(v["p_wilcoxon"]) == 1.0
+            continue
+        ps[name] = scipy_stats.ttest_rel([acc[name][s] for s in range(1, 7)],
+                                         [acc[best][s] for s in range(1, 7)]).pvalue  # fmt: skip
+        assert float(v["p"]) == pytest.approx(ps[name])
+        assert float(v["p_wilcoxon"]) == pytest.approx(scipy_stats.wilcoxon(d).pvalue)
+    order = sorted(ps, key=ps.get)  # Holm by hand: (m - rank) p, running maximum
+    running, m = 0.0, len(order)
+    for rank, name in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * ps[name]))
+        v = next(v for v in verdicts if v["pair"] == name)
+        assert float(v["p_holm"]) == pytest.approx(running)
+    text = (out / "REPORT.md").read_text()
+    assert f"**Best: {best}**" in text
+    for v in verdicts:
+        row = next(line for line in text.splitlines() if line.startswith("| ") and
+                   f"| {v['pair']} |" in line and "paired t" in line)  # fmt: skip
+        assert v["verdict"] in row
+
+
+def test_same_function_pairs_come_out_equivalent_or_undecided(paired_sweep) -> None:
+    _, out = paired_sweep
+    text = (out / "REPORT.md").read_text()
+    section = text.split("### A/A check")[1]
+    line = next(x for x in section.splitlines() if x.startswith("| softmax + ce | softmax + nll"))
+    assert "equivalent" in line or "undecided" in line
+    assert "A/A check: 1 comparisons of pairs that compute the same function all came out" in text
+
+
+def test_csvs_calibration_and_reliability(paired_sweep) -> None:
+    tmp, out = paired_sweep
+    runs = rows(out / "runs.csv")
+    assert len(runs) == 5 * 6 and {r["seed"] for r in runs} == {str(s) for s in range(1, 7)}
+    assert all(r["test/acc"] and r["test/nll"] and r["test/ece_ts"] for r in runs)
+    metrics = {v["metric"] for v in rows(out / "verdicts.csv")}
+    assert {"test/acc", "test/nll", "test/ece", "test/brier"} <= metrics
+    text = (out / "REPORT.md").read_text()
+    assert "### Calibration" in text and "NLL after TS" in text
+    assert (out / "digits-reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_seed_gives_every_pair_the_same_start_and_batches(tmp_path) -> None:
+    """The pairing's premise: with one seed, two pairs start from the same weights and see the
+    same batches in the same order (same model)."""
+    built = []
+    for head, loss in (("softmax", "ce"), ("sigmoid", "bce_logits")):
+        cfg = compose_cfg(["dataset=digits", f"head={head}", f"loss={loss}", "seed=5",
+                           f"logger.tracking_uri={sqlite_uri(tmp_path / 'm.db')}"],
+                          tmp_path / head)  # fmt: skip
+        built.append(run._build(cfg, ()))
+    a, b = built
+    for (ka, va), (kb, vb) in zip(a.module.model.state_dict().items(),
+                                  b.module.model.state_dict().items(), strict=True):  # fmt: skip
+        assert ka == kb and torch.equal(va, vb)
+    batches = [[y for _, y in j.data.train_dataloader()] for j in built]
+    assert all(torch.equal(x, y) for x, y in zip(*batches, strict=True))
 
 
 def test_report_lists_the_skipped_jobs(sweep: Path) -> None:
@@ -54,9 +162,8 @@ def test_report_rows_means_stds_and_plots(sweep: Path) -> None:
     runs = client.search_runs([client.get_experiment_by_name("lossbench").experiment_id])
     (summary,) = [r for r in runs if "report_of" in r.data.tags]
     assert {a.path for a in client.list_artifacts(summary.info.run_id, "report")} >= {
-        "report/REPORT.md",
-        "report/multilabel-val-loss.png",
-    }
+        "report/REPORT.md", "report/multilabel-val-loss.png", "report/runs.csv",
+        "report/verdicts.csv"}  # fmt: skip
     runs = [r for r in runs if r is not summary]
     assert len(runs) == 4
     acc = {}
@@ -64,19 +171,52 @@ def test_report_rows_means_stds_and_plots(sweep: Path) -> None:
         mine = [r for r in runs if r.data.tags["loss"] == loss]
         acc[loss] = np.array([r.data.metrics["test/acc"] for r in mine])
         f1 = np.array([r.data.metrics["test/f1_macro"] for r in mine])
-        row = next(line for line in text.splitlines() if f"| sigmoid + {loss} |" in line)
+        row = next(line for line in text.splitlines()
+                   if re.match(rf"\| \d \| sigmoid \+ {loss} \|", line))  # fmt: skip
         assert f"{acc[loss].mean():.4f} ± {acc[loss].std(ddof=1):.4f}" in row
         assert f"{f1.mean():.4f} ± {f1.std(ddof=1):.4f}" in row
         assert "| 2 |" in row  # seeds
-    ranked = [re.search(r"\| sigmoid \+ (\w+) \|", line).group(1)
-              for line in text.splitlines() if "| sigmoid + " in line]  # fmt: skip
+    ranked = [re.match(r"\| \d \| sigmoid \+ (\w+) \|", line).group(1)
+              for line in text.splitlines() if re.match(r"\| \d \| sigmoid \+ ", line)]  # fmt: skip
     assert ranked == sorted(acc, key=lambda k: -acc[k].mean())
-    worse = ranked[1]
-    p = stats.ttest_ind(acc[worse], acc[ranked[0]], equal_var=False).pvalue
-    row = next(line for line in text.splitlines() if f"| sigmoid + {worse} |" in line)
-    if np.isfinite(p):
-        assert f"{p:.3g}" in row
     assert "## multilabel" in text and "test mAP" in text
     for png in ("multilabel-val-loss.png", "multilabel-test-metrics.png"):
         assert (sweep / "rep" / png).read_bytes()[:4] == b"\x89PNG"
         assert f"]({png})" in text
+
+
+def verdict(x: dict, ref: dict, margin: float = 0.005, m: int = 1) -> str:
+    c = stats.paired("a", "ref", "test/acc", x, ref, margin)
+    stats.adjust([c])
+    return c.verdict(m)
+
+
+REF = {s: 0.90 + 0.002 * ((s * 7) % 5) for s in range(1, 9)}  # a seed-to-seed spread
+
+
+def test_each_verdict_kind_in_a_constructed_case() -> None:
+    shift = {s: v - 0.03 + 0.001 * (s % 3) for s, v in REF.items()}
+    assert verdict(shift, REF).startswith("worse by 0.028")
+    better = {s: v + 0.02 + 0.001 * (s % 2) for s, v in REF.items()}
+    assert verdict(better, REF).startswith("better by 0.02")
+    same = {s: v + 0.0005 * (-1) ** s for s, v in REF.items()}
+    assert verdict(same, REF) == "equivalent within ±0.005"
+    noisy = {s: v + 0.01 * (-1) ** s + 0.004 for s, v in list(REF.items())[:3]}
+    undecided = verdict(noisy, {s: REF[s] for s in noisy})
+    assert re.fullmatch(r"undecided: about \d+ seeds needed", undecided), undecided
+    assert int(undecided.split()[2]) > 3
+
+
+def test_unpaired_seeds_fall_back_to_welch() -> None:
+    x = {11: 0.80, 12: 0.82, 13: 0.81}
+    c = stats.paired("a", "ref", "test/acc", x, REF, 0.005)
+    assert c.test == "Welch"
+    want = scipy_stats.ttest_ind(list(x.values()), list(REF.values()), equal_var=False).pvalue
+    assert c.p == pytest.approx(want)
+
+
+def test_holm_matches_its_definition() -> None:
+    p = [0.01, 0.04, 0.03, 0.005, float("nan")]
+    got = stats.holm(p)
+    # sorted: 0.005 (×4), 0.01 (×3), 0.03 (×2), 0.04 (×1), running max
+    assert got[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and np.isnan(got[4])

@@ -80,10 +80,11 @@ def test_each_dataset_trains_and_is_recorded(per_dataset, dataset: str) -> None:
     assert params["trainer/max_epochs"] == "2" and params["seed"] == "42"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     if "multilabel" in dataset:
-        assert artifacts == {"config.yaml", "loss_curves.png", "weights.pt", "predictor.json"}
+        assert artifacts == {"config.yaml", "loss_curves.png", "weights.pt", "predictor.json",
+                             "reliability.json"}  # fmt: skip
     else:  # the test split's confusion matrix: its diagonal is test/acc
         assert artifacts == {"config.yaml", "loss_curves.png", "confusion_matrix.json",
-                             "weights.pt", "predictor.json"}  # fmt: skip
+                             "weights.pt", "predictor.json", "reliability.json"}  # fmt: skip
         confusion = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/confusion_matrix.json")
         matrix = np.array(confusion["matrix"])
         assert matrix.shape == (10, 10) and matrix.sum() == TINY_SIZES["test"]

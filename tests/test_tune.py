@@ -39,23 +39,28 @@ def test_each_pair_is_compared_at_its_own_best_lr(tmp_path: Path, tiny_data) -> 
     compared = [r for r in runs if r.data.tags.get("sweep_id") == sweep_id(sweeps / "compare")]
     for head, loss in PAIRS:
         study = sweeps / "search" / f"{head}-{loss}"
-        trials = [r for r in runs if r.data.tags.get("sweep_id") == sweep_id(study)]
-        assert len(trials) == TRIALS and {r.info.status for r in trials} == {"FINISHED"}
-        lrs = [float(r.data.params["optimizer/lr"]) for r in trials]
-        assert len(set(lrs)) == TRIALS and all(1e-4 <= lr <= 1e-1 for lr in lrs)
-        for r in trials:  # what the run returned to Optuna: the best val/acc over its epochs
+        runs_of_study = [r for r in runs if r.data.tags.get("sweep_id") == sweep_id(study)]
+        assert {r.info.status for r in runs_of_study} == {"FINISHED"}
+        trials: dict[float, dict[str, float]] = {}  # lr → seed → best val/acc over epochs
+        for r in runs_of_study:
             history = client.get_metric_history(r.info.run_id, "val/acc")
             assert r.data.metrics["val/acc_best"] == max(m.value for m in history)
-        best = max(trials, key=lambda r: r.data.metrics["val/acc_best"])
-        best_lr = float(best.data.params["optimizer/lr"])
+            lr = float(r.data.params["optimizer/lr"])
+            trials.setdefault(lr, {})[r.data.tags["seed"]] = r.data.metrics["val/acc_best"]
+        assert len(trials) == TRIALS and all(1e-4 <= lr <= 1e-1 for lr in trials)
+        assert all(set(seeds) == {"101", "102"} for seeds in trials.values())  # tune.seeds
+        means = {lr: np.mean(list(seeds.values())) for lr, seeds in trials.items()}
+        best_lr = max(means, key=means.get)  # a trial's score: the mean over its seeds
         results = OmegaConf.load(study / "optimization_results.yaml")
         assert np.isclose(results.best_params["optimizer.lr"], best_lr)
+        assert np.isclose(results.best_value, means[best_lr])
 
         mine = [r for r in compared if (r.data.tags["head"], r.data.tags["loss"]) == (head, loss)]
         assert sorted(r.data.tags["seed"] for r in mine) == ["1", "2"]
         assert {r.info.status for r in mine} == {"FINISHED"}
         assert all(np.isclose(float(r.data.params["optimizer/lr"]), best_lr) for r in mine)
-        row = next(line for line in report.splitlines() if line.startswith(f"| {head} + {loss} |"))
+        lr_table = f"| {head} + {loss} | {TRIALS} | "
+        row = next(line for line in report.splitlines() if line.startswith(lr_table))
         assert f"| {TRIALS} | {best_lr:.3g} |" in row
         assert f"| {head} + {loss} | 2 |" in report  # its row in the ranked table, 2 seeds
     assert len(compared) == 2 * len(PAIRS)  # the invalid cells of heads × losses are skipped

@@ -19,6 +19,10 @@ class Checkpoint(ModelCheckpoint):
     - ``on_train_batch_end`` returns at once unless ``every_n_train_steps`` or
       ``train_time_interval`` asks for saving during an epoch (lossbench's default saves after
       validation only), where ``ModelCheckpoint`` first checks the trainer's state.
+
+    And one addition: with ``save_last``, ``last.ckpt`` is written after every validation, not
+    only when a top-k checkpoint is (Lightning 2's rule), so that a run killed outright resumes
+    from its latest epoch.
     """
 
     @cached_property
@@ -32,3 +36,18 @@ class Checkpoint(ModelCheckpoint):
         if self._every_n_train_steps < 1 and self._train_time_interval is None:
             return
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_not_saved(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # top-k first: it may save this step
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_not_saved(trainer)
+
+    def _save_last_if_not_saved(self, trainer: pl.Trainer) -> None:
+        saved = self._last_global_step_saved == trainer.global_step
+        if self.save_last is True and not saved and not trainer.sanity_checking:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import precision_recall_curve
+from sklearn.metrics import f1_score, precision_recall_curve
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
@@ -16,6 +16,10 @@ from torchmetrics.classification import (
     MultilabelAveragePrecision,
     MultilabelExactMatch,
     MultilabelF1Score,
+)
+from torchmetrics.functional.classification import (
+    multilabel_ranking_average_precision,
+    multilabel_ranking_loss,
 )
 
 from lossbench.heads import Task
@@ -48,6 +52,25 @@ def make_score_metrics(task: Task, num_classes: int, prefix: str) -> MetricColle
     """Threshold-free metrics of probabilities: multi-label ``map`` (macro average precision)."""
     metrics = {"map": MultilabelAveragePrecision(num_classes, average="macro")}
     return MetricCollection(metrics if task == "multilabel" else {}, prefix=prefix)
+
+
+def ranking_scores(probs: Tensor, y: Tensor, predictions: Tensor) -> dict[str, Tensor]:
+    """The multi-label literature's ranking scores (Tsoumakas et al. 2010, "Mining Multi-label
+    Data"; Zhang & Zhou 2014): ``ranking_loss`` and ``lrap`` (label-ranking average precision;
+    torchmetrics, as scikit-learn defines them), ``one_error`` (the share of samples with a
+    label whose top-ranked class is not one of them) and ``f1_samples`` (F1 per sample, averaged;
+    scikit-learn's ``average="samples"``, a sample without labels or predictions scoring 1)."""
+    y = y.long()
+    labelled = y.sum(1) > 0
+    top = probs.argmax(1)
+    one_error = (y[labelled].gather(1, top[labelled][:, None]) == 0).float().mean()
+    f1 = f1_score(y.cpu().numpy(), predictions.cpu().numpy(), average="samples", zero_division=1.0)
+    return {
+        "ranking_loss": multilabel_ranking_loss(probs, y, y.shape[1]),
+        "lrap": multilabel_ranking_average_precision(probs, y, y.shape[1]),
+        "one_error": one_error,
+        "f1_samples": torch.tensor(float(f1)),
+    }
 
 
 def make_confusion(task: Task, num_classes: int) -> MulticlassConfusionMatrix | None:

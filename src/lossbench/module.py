@@ -11,10 +11,17 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from lossbench import calibration
 from lossbench.errors import NonFiniteLoss
 from lossbench.heads import Head, Task
 from lossbench.losses import Criterion
-from lossbench.metrics import make_confusion, make_metrics, make_score_metrics, tune_thresholds
+from lossbench.metrics import (
+    make_confusion,
+    make_metrics,
+    make_score_metrics,
+    ranking_scores,
+    tune_thresholds,
+)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer, int, int], LRScheduler | None]  # (opt, steps, per epoch)
@@ -58,6 +65,7 @@ class Classifier(pl.LightningModule):
         )
         self.confusion = make_confusion(task, num_classes)
         self.test_confusion: Tensor | None = None  # of the last test epoch, rows: true class
+        self.test_reliability: dict | None = None  # reliability-diagram bins of the last test
         # the epoch's sum of loss × batch size, on the device, and its sample count
         self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)
         self._loss_count = 0
@@ -65,6 +73,8 @@ class Classifier(pl.LightningModule):
         self.thresholds: Tensor | None
         tuned = head.tuned and task == "multilabel"
         self.register_buffer("thresholds", torch.full((num_classes,), 0.5) if tuned else None)
+        # fitted on each validation (temperature scaling); the tested checkpoint carries its own
+        self.register_buffer("temperature", torch.ones(()))
         self._outputs: list[tuple[Tensor, Tensor]] = []
 
     def forward(self, x: Tensor) -> Tensor:
@@ -114,6 +124,8 @@ class Classifier(pl.LightningModule):
         self._outputs.clear()
         if stage == "val" and self.thresholds is not None:
             self.thresholds.copy_(tune_thresholds(self.head.probs(logits), y))
+        if stage == "val":
+            self.temperature.fill_(calibration.fit_temperature(self.head, logits, y, self.task))
         metrics, scores = self.metrics[stage], self.score_metrics[stage]
         predictions = self.head.predict(logits, self.task, self.thresholds)
         metrics.update(predictions, y.long())
@@ -125,6 +137,12 @@ class Classifier(pl.LightningModule):
         if len(scores):
             scores.update(self.head.probs(logits), y.long())
             self.log_dict(scores)
+        comparable = calibration.scores(self.head, logits, y, self.task, float(self.temperature))
+        if stage == "test":
+            self.test_reliability = calibration.reliability(self.head, logits, y, self.task)
+        if self.task == "multilabel":
+            comparable |= ranking_scores(self.head.probs(logits), y, predictions)
+        self.log_dict({f"{stage}/{k}": v for k, v in comparable.items()})
 
     def validation_step(self, batch: list[Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -24,7 +24,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -133,7 +133,10 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
     clock = {"start": time.perf_counter()}
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     head = make_head(head_name, **head_params)
+    noise, imbalance = (OmegaConf.to_object(cfg.dataset[k]) for k in ("noise", "imbalance"))
+    data_params = {k: v for k, v in data_params.items() if k not in ("noise", "imbalance")}
     data = make_datamodule(dataset, Path(cfg.data_dir).resolve(), cfg.seed, **data_params)
+    data.set_stress(noise, imbalance, dataset)
     data.prepare_data()
     data.setup("fit")
     clock["data"] = time.perf_counter()
@@ -201,19 +204,24 @@ def _fit(job: Job) -> str:
         if job.resume is None:  # a resumed run has its params (MLflow refuses to change them)
             params = {**job.resolved, "data_source": job.data.origin}  # where the data came from
             tracking.log_config(logger, params, OmegaConf.to_yaml(cfg, resolve=True))
+            if data.stressed is not None:
+                tracking.log_stress(logger, data.stressed)
         else:
             tracking.reopen(logger)
         clock["fit_start"] = time.perf_counter()
         trainer.fit(module, datamodule=data, ckpt_path=job.resume, weights_only=True)
         clock["fit"] = time.perf_counter()
-        best = checkpoint.best_model_path or None
-        trainer.test(module, datamodule=data, ckpt_path=best, verbose=False, weights_only=True)
+        tested = (checkpoint.best_model_path or None) if cfg.test_on == "best" else None  # last
+        trainer.test(module, datamodule=data, ckpt_path=tested, verbose=False, weights_only=True)
         clock["test"] = time.perf_counter()
         if trainer.is_global_zero:  # under DDP, rank zero alone records
             if module.thresholds is not None:  # head.threshold=tuned: of the tested weights
                 tracking.log_thresholds(logger, module.thresholds.tolist())
             if module.test_confusion is not None:
                 tracking.log_confusion(logger, module.test_confusion.tolist(), data.class_names)
+            if module.test_reliability is not None:
+                logger.experiment.log_dict(logger.run_id, module.test_reliability,
+                                           tracking.RELIABILITY)  # fmt: skip
             if checkpoint.best_model_score is not None:
                 score = {f"{checkpoint.monitor}_best": float(checkpoint.best_model_score)}
                 logger.log_metrics(score, step=trainer.global_step)
@@ -323,6 +331,11 @@ def _check_run_keys(cfg: DictConfig) -> None:
     """Ranges of the run's own keys and the Trainer's numeric arguments that lossbench relies
     on; other Trainer values are checked by Lightning when the Trainer is built."""
     check_range("seed", cfg.seed, ge=0, le=2**32 - 1, example=42)
+    if cfg.test_on not in ("best", "last"):
+        raise LossbenchError(
+            f"test_on={cfg.test_on!r} is not one of best, last. Fix: `test_on=best` (the best "
+            "validation checkpoint) or `test_on=last` (the last epoch's weights)"
+        )
     lr = cfg.optimizer.get("lr")
     if lr is not None:
         check_range("optimizer.lr", lr, gt=0, example=0.001)
@@ -385,6 +398,8 @@ def main(cfg: DictConfig) -> float | str | None:
     and returns None, and each job leaves ``outcome.json`` in its output dir for the sweep's
     closing summary.
     """
+    if cfg.tune.seeds:
+        return _over_seeds(cfg)
     if _sweep_id() is None:
         run_id = train(cfg)
         if run_id is not None:  # None: the other ranks of a DDP run
@@ -412,6 +427,41 @@ def main(cfg: DictConfig) -> float | str | None:
         return None
     _outcome(cfg, "FINISHED", run_id=run_id)
     return objective(cfg, run_id)
+
+
+def _over_seeds(cfg: DictConfig) -> float | None:
+    """One run per seed of ``tune.seeds`` (each in ``<output_dir>/seed<s>``); the mean of their
+    ``optimized_metric`` (a finished config's stored run counts), None if one failed or the
+    pair is refused. The job's outcome lists every run."""
+    values, run_ids = [], []
+    sweep = _sweep_id() is not None
+    for seed in cfg.tune.seeds:
+        one = cfg.copy()
+        with open_dict(one):
+            one.seed, one.tune.seeds = seed, None
+            one.output_dir = str(Path(cfg.output_dir) / f"seed{seed}")
+        try:
+            run_id = train(one)
+        except AlreadyDone as err:
+            run_id = err.run_id
+        except InvalidPair as err:
+            if not sweep:
+                raise
+            log.warning("skipped: %s", err)
+            _outcome(cfg, "SKIPPED", reason=str(err))
+            return None
+        except Exception as err:
+            if not sweep:
+                raise
+            log.exception("failed: %s", err)
+            reason = str(err) if isinstance(err, LossbenchError) else f"{type(err).__name__}: {err}"
+            _outcome(cfg, "FAILED", reason=f"seed {seed}: {reason}")
+            return None
+        values.append(float(objective(one, run_id)))
+        run_ids.append(run_id)
+    if sweep:
+        _outcome(cfg, "FINISHED", run_id=",".join(run_ids))
+    return sum(values) / len(values)
 
 
 def _outcome(cfg: DictConfig, status: str, **fields: str) -> None:

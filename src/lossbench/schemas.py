@@ -140,10 +140,11 @@ def _passes_to(cls: Callable[..., Any]) -> Callable[..., Any] | None:
     return mro[defining + 1]
 
 
-def _named(cls: Callable[..., Any], option: str, **kwargs: Any) -> type:
+def _named(
+    cls: Callable[..., Any], option: str, extra: Sequence[tuple[str, Any, Any]] = (), **kwargs: Any
+) -> type:
     name = f"{option.title().replace('_', '')}Config"
-    extra = [("name", str, field(default=option))]
-    return schema_of(cls, name, extra=extra, **kwargs)
+    return schema_of(cls, name, extra=[("name", str, field(default=option)), *extra], **kwargs)
 
 
 def _target(cls: type, partial: bool = False) -> list[tuple[str, Any, Any]]:
@@ -158,6 +159,14 @@ class LoggerConfig:
     tracking_uri: str = MISSING
     experiment_name: str = "lossbench"
     artifact_location: Optional[str] = None  # noqa: UP045 (OmegaConf reads typing.Optional)
+
+
+@dataclass
+class TuneConfig:
+    """``tune.seeds``: a job trains one run per seed and returns the mean of its
+    ``optimized_metric`` (an Optuna trial scored over several seeds); null: the run's seed."""
+
+    seeds: Optional[list[int]] = None  # noqa: UP045
 
 
 TRAINER_SET_BY_LOSSBENCH = ("logger", "callbacks", "enable_progress_bar")
@@ -181,19 +190,23 @@ def group_schemas() -> dict[str, dict[str, type]]:
 
     from lossbench.data import DATASETS
     from lossbench.data.augment import AUGMENTS
+    from lossbench.data.stress import ImbalanceConfig, NoiseConfig
     from lossbench.heads import HEADS
     from lossbench.losses import LOSSES
     from lossbench.models import MODELS
     from lossbench.schedulers import SCHEDULERS
 
-    def registry(reg: Any, skip: Sequence[str]) -> dict[str, type]:
-        return {n: _named(reg[n], n, skip=skip) for n in reg}
+    def registry(reg: Any, skip: Sequence[str], extra: Sequence = ()) -> dict[str, type]:
+        return {n: _named(reg[n], n, extra, skip=skip) for n in reg}
+
+    stress = [("noise", NoiseConfig, field(default_factory=NoiseConfig)),
+              ("imbalance", ImbalanceConfig, field(default_factory=ImbalanceConfig))]  # fmt: skip
 
     trainer = schema_of(
         pl.Trainer, "TrainerConfig", skip=TRAINER_SET_BY_LOSSBENCH, extra=_target(pl.Trainer)
     )
     return {
-        "dataset": registry(DATASETS, ("data_dir", "shuffle_seed")),
+        "dataset": registry(DATASETS, ("data_dir", "shuffle_seed"), stress),
         "model": registry(MODELS, ("input_shape", "num_classes")),
         "head": registry(HEADS, ()),
         "loss": registry(LOSSES, ()),
@@ -227,9 +240,11 @@ def run_schema() -> type:
         ("resume", Optional[str], field(default=None)),  # noqa: UP045
         ("compile", bool, field(default=False)),
         ("save_weights", bool, field(default=True)),
+        ("test_on", str, field(default="best")),
         ("progress_bar", str, field(default="auto")),
         ("optimized_metric", Optional[str], field(default=None)),  # noqa: UP045
         ("tuned_lr", Any, field(default=None)),
+        ("tune", TuneConfig, field(default_factory=TuneConfig)),
     ]
     return dataclasses.make_dataclass("RunConfig", fields)
 

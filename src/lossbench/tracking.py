@@ -33,6 +33,8 @@ LOSS_CURVES = "loss_curves.png"
 CONFIG_ARTIFACT = "config.yaml"
 THRESHOLDS = "thresholds.json"
 CONFUSION = "confusion_matrix.json"
+RELIABILITY = "reliability.json"  # the test split's reliability-diagram bins
+COUNTS = "class_counts.json"  # the training split's class counts, under noise or imbalance
 PREDICTOR = "predictor.json"  # what lossbench.predict needs besides the weights
 WEIGHTS = "weights.pt"  # the tested weights (the model's state_dict)
 
@@ -89,7 +91,7 @@ class BatchedMLFlowLogger(MLFlowLogger):
 # config hash (dotted paths).
 NOT_HASHED = (
     "root_dir", "data_dir", "output_dir", "output_roots", "progress_bar", "rerun", "resume",
-    "logger", "optimized_metric", "tuned_lr", "save_weights",
+    "logger", "optimized_metric", "tuned_lr", "save_weights", "tune",
     "trainer.default_root_dir", "trainer.enable_model_summary",
 )  # fmt: skip
 
@@ -142,6 +144,21 @@ def log_config(logger: MLFlowLogger, params: Mapping[str, Any], yaml_text: str) 
     """The resolved config as params (flattened with ``/``) and as ``config.yaml``."""
     logger.log_hyperparams(dict(params))
     logger.experiment.log_text(logger.run_id, yaml_text, CONFIG_ARTIFACT)
+
+
+def log_stress(logger: BatchedMLFlowLogger, stressed: Any) -> None:
+    """What label noise and imbalance did to the training split: the metrics
+    ``data/flipped_fraction`` and ``data/imbalance_actual``, and the training split's class
+    counts (true labels, before noise) as ``class_counts.json`` (multi-class), when either is
+    set."""
+    metrics = {"data/flipped_fraction": stressed.flipped_fraction,
+               "data/imbalance_actual": stressed.imbalance_actual}  # fmt: skip
+    metrics = {k: v for k, v in metrics.items() if v is not None}
+    if not metrics:
+        return
+    logger.log_metrics(metrics, step=0)
+    if stressed.class_counts:
+        logger.experiment.log_dict(logger.run_id, {"train": stressed.class_counts}, COUNTS)
 
 
 def log_thresholds(logger: MLFlowLogger, thresholds: list[float]) -> None:

@@ -1,7 +1,8 @@
 """``python -m lossbench.tune``: every head/loss pair compared at its own best learning rate.
 
 1. search: per valid pair of the dataset, one Optuna study (``+experiment=tune_lr``:
-   hydra-optuna-sweeper, TPE over log10 lr, maximising ``val/acc_best``) in its own
+   hydra-optuna-sweeper, TPE over log10 lr, maximising ``val/acc_best`` averaged over the
+   runs of ``tune.seeds``, default 101 and 102: not the comparison's seeds) in its own
    ``train.py`` process (a study is one Hydra multirun);
 2. compare: one ``train.py`` multirun of every pair at its best lr over seeds (one sweep id);
 3. report: ``lossbench.report`` on that sweep, with a section on the tuned learning rates.
@@ -83,7 +84,7 @@ def compare(
     )
     sweep_dir = directory / "compare"
     code = train_py(EXPERIMENT, "hydra/sweeper=basic", f"head={heads}", f"loss={losses}",
-                    f"seed={seeds}", f"tuned_lr={{{lrs}}}",
+                    f"seed={seeds}", "tune.seeds=null", f"tuned_lr={{{lrs}}}",
                     "optimizer.lr='${tuned_lr.${head.name}.${loss.name}}'",
                     f"hydra.sweep.dir={sweep_dir}", *overrides)  # fmt: skip
     return sweep_id(sweep_dir), code

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lossbench.data import stress
+from lossbench.data.stress import ImbalanceConfig, NoiseConfig, Stress
 from lossbench.errors import LossbenchError
 from lossbench.heads import Task
 from lossbench.registry import Registry
@@ -152,6 +154,21 @@ class ClassificationData(pl.LightningDataModule):
         self._scale: tuple[Tensor, Tensor] | None = None
         # features standardised at load time: (column names, mean, scale) of the train split
         self.feature_stats: tuple[list[str], list[float], list[float]] | None = None
+        self.noise, self.imbalance = NoiseConfig(), ImbalanceConfig()
+        self.name = type(self).__name__.lower()
+        self.stressed: Stress | None = None  # what noise/imbalance did, once applied
+
+    def set_stress(self, noise: NoiseConfig, imbalance: ImbalanceConfig, name: str) -> None:
+        """Label noise and class imbalance for the training split (``lossbench.data.stress``);
+        ``name``: the config name, whose published noise map applies."""
+        stress.check(noise, imbalance, self.task)
+        self.noise, self.imbalance, self.name = noise, imbalance, name
+
+    def stress_targets(self, targets: dict[str, Tensor]) -> tuple[dict, dict]:
+        """``({split: kept indices}, {split: targets})`` after noise and imbalance."""
+        keep, new, self.stressed = stress.apply(targets, self.noise, self.imbalance,
+                                                self.num_classes, self.name)  # fmt: skip
+        return keep, new
 
     @classmethod
     def task_of(cls, params: dict[str, Any]) -> Task:
@@ -221,7 +238,9 @@ class ClassificationData(pl.LightningDataModule):
         if self.stream:
             return
         if not self.splits:
-            self.splits = {k: InMemorySplit(*v) for k, v in self.load_splits().items()}
+            loaded = self.load_splits()
+            keep, targets = self.stress_targets({k: y for k, (_, y) in loaded.items()})
+            self.splits = {k: InMemorySplit(x[keep[k]], targets[k]) for k, (x, _) in loaded.items()}
         if any(s.tensors[0].device != self.device for s in self.splits.values()):
             self.splits = {k: v.to(self.device) for k, v in self.splits.items()}
 

@@ -108,9 +108,12 @@ class ImageSet(ClassificationData):
         listed, self.classes = self.listing()
         splits = self._carve(listed)
         size = self.image_size or self._common_size(splits["train"][0][0])
+        keep, targets = self.stress_targets(
+            {s: self._targets(items) for s, items in splits.items()}
+        )
         for split, items in splits.items():
-            paths = [p for p, _ in items]
-            self.files[split] = ImageFiles(paths, self._targets(items), self.channels, size)
+            paths = [items[i][0] for i in keep[split].tolist()]
+            self.files[split] = ImageFiles(paths, targets[split], self.channels, size)
         self._size = size
         decoded = sum(len(f) for f in self.files.values()) * self.channels * size * size
         self.stream = self.in_memory is False or (

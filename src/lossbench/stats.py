@@ -1,0 +1,160 @@
+"""The statistics of the report: plain functions of per-seed numbers (scipy), no store.
+
+Each pair is compared with a reference pair (the best by mean test accuracy), per metric:
+
+* **Paired** when both ran the same seeds (a seed gives every pair the same initial weights and
+  data order): per seed the difference d_s = x_pair − x_ref; its mean, the 95% confidence
+  interval ``mean ± t_{0.975, n−1} · sd / √n``, a two-sided paired t-test (``ttest_rel``) and,
+  with at least 6 seeds, Wilcoxon's signed-rank test (``wilcoxon``) beside it. Otherwise
+  **unpaired**: Welch's t-test (``ttest_ind(equal_var=False)``) and its Welch–Satterthwaite CI.
+* **Holm–Bonferroni** (Holm 1979) over the pairs compared with the reference, per metric:
+  the i-th smallest of m p-values becomes ``max_{j ≤ i} min(1, (m − j + 1) p_(j))``.
+* **Equivalence within ±δ**: two one-sided tests (Schuirmann 1987) on the same differences,
+  ``p_tost = max(P(T > (d̄ + δ)/se), P(T < (d̄ − δ)/se))``, Holm-adjusted alike.
+* **Verdict**: ``worse by X ± Y`` / ``better by X ± Y`` (X the mean difference, Y the CI's half
+  width) when the adjusted difference test rejects at α; else ``equivalent within ±δ`` when the
+  adjusted TOST rejects; else ``undecided: about n seeds needed``, n from the observed spread
+  (normal approximation, power 0.8, α/m): to detect the observed difference,
+  ``((z_{1−α/(2m)} + z_{0.8}) · sd / |d̄|)²``, or, when |d̄| < δ, to show equivalence,
+  ``((z_{1−α/m} + z_{0.8}) · sd / (δ − |d̄|))²``, whichever is smaller.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05
+POWER = 0.8
+WILCOXON_MIN_SEEDS = 6
+
+
+@dataclass
+class Comparison:
+    """One pair against the reference on one metric (differences are pair − reference)."""
+
+    pair: str
+    reference: str
+    metric: str
+    n: int
+    test: str  # "paired t" or "Welch"
+    diff: float
+    ci_low: float
+    ci_high: float
+    p: float
+    p_wilcoxon: float
+    p_tost: float
+    margin: float
+    higher_is_better: bool
+    p_holm: float = float("nan")
+    p_tost_holm: float = float("nan")
+    sd: float = float("nan")
+
+    @property
+    def half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2
+
+    def verdict(self, m: int, alpha: float = ALPHA) -> str:
+        """The verdict, ``m`` the number of pairs compared on this metric."""
+        if self.p_holm < alpha:
+            good = (self.diff > 0) == self.higher_is_better
+            return (
+                f"{'better' if good else 'worse'} by {abs(self.diff):.4g} ± {self.half_width:.2g}"
+            )
+        if self.p_tost_holm < alpha:
+            return f"equivalent within ±{self.margin:g}"
+        needed = seeds_needed(self.diff, self.sd, self.margin, m, alpha)
+        return f"undecided: about {needed} seeds needed" if needed else "undecided: no spread yet"
+
+
+def paired(
+    name: str,
+    reference: str,
+    metric: str,
+    x: Mapping[int, float],
+    ref: Mapping[int, float],
+    margin: float,
+    higher_is_better: bool = True,
+) -> Comparison:
+    """Compare ``x`` with ``ref`` (seed → value): paired on their common seeds when they ran the
+    same seeds (at least 2), else unpaired (Welch)."""
+    common = sorted(set(x) & set(ref))
+    if len(common) >= 2 and set(x) == set(ref):
+        d = np.array([x[s] - ref[s] for s in common])
+        n, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
+        se = sd / math.sqrt(n)
+        df = n - 1
+        if se == 0:
+            p = 1.0 if mean == 0 else 0.0
+        else:
+            p = float(stats.ttest_rel([x[s] for s in common], [ref[s] for s in common]).pvalue)
+        p_w = float("nan")
+        if n >= WILCOXON_MIN_SEEDS:
+            p_w = 1.0 if not d.any() else float(stats.wilcoxon(d).pvalue)
+        test = "paired t"
+    else:
+        a, b = np.array(list(x.values())), np.array(list(ref.values()))
+        n, mean = min(len(a), len(b)), float(a.mean() - b.mean())
+        va, vb = (a.var(ddof=1) / len(a) if len(a) > 1 else np.nan,
+                  b.var(ddof=1) / len(b) if len(b) > 1 else np.nan)  # fmt: skip
+        se = float(math.sqrt(va + vb))
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se else 1.0
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if se else float(mean == 0)
+        sd, p_w, test = se * math.sqrt(n), float("nan"), "Welch"
+    half = float(stats.t.ppf(0.975, df) * se) if se > 0 else 0.0  # nan > 0 is False
+    return Comparison(
+        pair=name, reference=reference, metric=metric, n=n, test=test, diff=mean,
+        ci_low=mean - half, ci_high=mean + half, p=p, p_wilcoxon=p_w,
+        p_tost=tost(mean, se, df, margin), margin=margin, higher_is_better=higher_is_better,
+        sd=sd,
+    )  # fmt: skip
+
+
+def tost(mean: float, se: float, df: float, margin: float) -> float:
+    """p of the two one-sided tests that the true difference lies within ±margin."""
+    if math.isnan(se):  # a single value a side
+        return float("nan")
+    if se == 0:
+        return 0.0 if abs(mean) < margin else 1.0
+    lower = stats.t.sf((mean + margin) / se, df)  # H0: diff <= -margin
+    upper = stats.t.cdf((mean - margin) / se, df)  # H0: diff >= +margin
+    return float(max(lower, upper))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the input order (NaNs stay NaN)."""
+    p = np.asarray(pvalues, dtype=float)
+    valid = np.flatnonzero(~np.isnan(p))
+    out = np.full(len(p), np.nan)
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def adjust(comparisons: list[Comparison]) -> None:
+    """Holm-adjust the difference and equivalence p-values of one metric's comparisons."""
+    for c, p in zip(comparisons, holm([c.p for c in comparisons]), strict=True):
+        c.p_holm = p
+    for c, p in zip(comparisons, holm([c.p_tost for c in comparisons]), strict=True):
+        c.p_tost_holm = p
+
+
+def seeds_needed(diff: float, sd: float, margin: float, m: int, alpha: float = ALPHA) -> int | None:
+    """About how many seeds would settle a comparison, from the observed spread ``sd`` of the
+    per-seed differences (None when there is no spread to go by)."""
+    if math.isnan(sd) or sd == 0:
+        return None
+    beta = stats.norm.ppf(POWER)
+    options = []
+    if diff:
+        options.append(((stats.norm.ppf(1 - alpha / (2 * m)) + beta) * sd / abs(diff)) ** 2)
+    if abs(diff) < margin:
+        options.append(((stats.norm.ppf(1 - alpha / m) + beta) * sd / (margin - abs(diff))) ** 2)
+    return math.ceil(min(options)) if options else None
