@@ -30,7 +30,7 @@ def stop(err: BaseException, message: str) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> str | None:
-    from lossbench.run import main as run
+    from lossbench.task import main as run
 
     try:
         return run(cfg)

@@ -110,6 +110,7 @@ def test_stress_needs_the_right_kind_of_data() -> None:
 def test_a_run_records_what_the_stress_did(tmp_path) -> None:
     uri = sqlite_uri(tmp_path / "mlflow.db")
     cfg = compose_cfg(["dataset=digits", "dataset.noise.rate=0.2", "dataset.imbalance.factor=5",
+                       "loss.class_weight=effective_number",
                        "trainer.max_epochs=1", "trainer.accelerator=cpu", "progress_bar=log",
                        f"logger.tracking_uri={uri}"], tmp_path)  # fmt: skip
     run_id = run.train(cfg)

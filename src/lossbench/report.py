@@ -21,270 +21,34 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import tempfile
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from lossbench import stats
 from lossbench.errors import exit_on_user_error
+from lossbench.pairs import ACC, Pair, fmt, load, ranked, summed_bins, summed_confusion
 from lossbench.report_plots import plot_bars, plot_confusion, plot_curves, plot_reliability
-from lossbench.store import experiment_named, open_store, quiet_downloads
-from lossbench.summary import REPORT_TAG, find_runs, skipped_jobs
-from lossbench.tracking import CONFUSION, RELIABILITY
+from lossbench.store import experiment_named, open_store
+from lossbench.summary import REPORT_TAG, skipped_jobs
+from lossbench.verdicts import (
+    NLL_MARGIN,
+    VERDICT_METRICS,
+    claims_checked,
+    compare,
+    opening,
+    same_function_checks,
+    verdict_of,
+)
 
-ACC = "test/acc"
-HIGHER = ("test/acc", "test/f1_macro", "test/hamming_acc", "test/f1_micro", "test/map",
-          "test/lrap", "test/f1_samples")  # fmt: skip
-LOWER = ("test/nll", "test/brier", "test/ece", "test/nll_ts", "test/ece_ts", "test/ranking_loss",
-         "test/one_error")  # fmt: skip
-VERDICT_METRICS = {
-    "multiclass": ("test/acc", "test/f1_macro", "test/nll", "test/brier", "test/ece",
-                   "test/ece_ts"),
-    "multilabel": ("test/acc", "test/hamming_acc", "test/f1_micro", "test/map", "test/lrap",
-                   "test/nll", "test/brier", "test/ece"),
-}  # fmt: skip
 CALIBRATION = ("test/nll", "test/brier", "test/ece", "test/nll_ts", "test/ece_ts",
                "test/temperature")  # fmt: skip
 BAR_METRICS = ("test/acc", "test/f1_macro", "test/map")
-NLL_MARGIN = 0.01  # nats: the equivalence margin of the NLL scores
-# Pairs that compute the same function (the built-in A/A check)
-SAME_FUNCTION = (("softmax", ("ce", "nll", "ce_onehot")),
-                 ("sigmoid", ("bce", "bce_logits", "multilabel_soft_margin")))  # fmt: skip
 RUN_COLUMNS = ("dataset", "head", "loss", "seed", "model", "task", "sweep_id")
 PARAM_COLUMNS = ("optimizer/lr", "trainer/max_epochs", "test_on", "dataset/noise/rate",
                  "dataset/noise/kind", "dataset/imbalance/factor", "loss/class_weight")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A published direction the report checks where the setting matches: ``better`` should
-    beat ``worse`` on test accuracy."""
-
-    source: str
-    statement: str
-    better: str
-    worse: str
-    applies: tuple[str, float]  # (setting attribute, minimum value)
-
-
-CLAIMS = (
-    Claim("Ma et al. 2020", "under heavy symmetric label noise, CE's last-epoch accuracy collapses "
-          "while NCE+RCE holds", "softmax + nce_rce", "softmax + ce", ("symmetric", 0.4)),
-    Claim("Cui et al. 2019", "class-balanced weighting helps under class imbalance",
-          "softmax + ce [class_weight=effective_number]", "softmax + ce", ("imbalance", 10)),
-    Claim("Cui et al. 2019", "class-balanced weighting helps the focal loss under imbalance",
-          "softmax + focal [class_weight=effective_number]", "softmax + focal",
-          ("imbalance", 10)),
-)  # fmt: skip
-
-
-def margin_for(metric: str, points: float) -> float:
-    """The equivalence margin: ``points`` accuracy points for scores in [0, 1], NLL_MARGIN nats
-    for the NLLs."""
-    return NLL_MARGIN if "nll" in metric else points / 100
-
-
-@dataclass
-class Pair:
-    """The finished runs of one (setting, head, loss[, varying loss parameters]) over seeds."""
-
-    setting: str
-    head: str
-    loss: str
-    variant: str = ""
-    runs: list[Run] = field(default_factory=list)
-    val_curves: list[list[float]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return f"{self.head} + {self.loss}" + (f" [{self.variant}]" if self.variant else "")
-
-    def by_seed(self, metric: str) -> dict[int, float]:
-        return {int(r.data.tags["seed"]): r.data.metrics[metric] for r in self.runs
-                if metric in r.data.metrics}  # fmt: skip
-
-    def values(self, metric: str) -> np.ndarray:
-        return np.array(list(self.by_seed(metric).values()))
-
-    def mean_std(self, metric: str) -> tuple[float, float]:
-        v = self.values(metric)
-        if not len(v):
-            return float("nan"), float("nan")
-        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
-def setting_of(run: Run) -> str:
-    """The dataset and the stress conditions of a run, as a heading."""
-    p = run.data.params
-    parts = [run.data.tags["dataset"]]
-    rate = float(p.get("dataset/noise/rate", 0) or 0)
-    if rate:
-        parts.append(f"{p.get('dataset/noise/kind', 'symmetric')} noise {rate:g}")
-    factor = float(p.get("dataset/imbalance/factor", 1) or 1)
-    if factor > 1:
-        parts.append(f"imbalance {factor:g}")
-    return ", ".join(parts)
-
-
-def load(client: MlflowClient, experiment: str, sweep: str | None) -> tuple[list[Pair], list[Run]]:
-    """The FINISHED runs grouped by setting and pair (with their val/loss curves), and the
-    other runs. A loss parameter that varies between runs of the same loss names the pair."""
-    runs = find_runs(client, experiment, sweep, limit=5000)  # earlier reports left out
-    finished = [r for r in runs if r.info.status == "FINISHED"]
-    others = [r for r in runs if r.info.status != "FINISHED"]
-    loss_params: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in finished:
-        own = {k: v for k, v in r.data.params.items() if k.startswith("loss/") and k != "loss/name"}
-        loss_params[setting_of(r), r.data.tags["loss"]].append(own)
-    varying = {key: sorted({k for d in dicts for k in d if len({x.get(k) for x in dicts}) > 1})
-               for key, dicts in loss_params.items()}  # fmt: skip
-    pairs: dict[tuple, Pair] = {}
-    for r in finished:
-        t, setting = r.data.tags, setting_of(r)
-        keys = varying[setting, t["loss"]]
-        variant = ", ".join(f"{k.removeprefix('loss/')}={r.data.params.get(k)}" for k in keys)
-        pair = pairs.setdefault((setting, t["head"], t["loss"], variant),
-                                Pair(setting, t["head"], t["loss"], variant))  # fmt: skip
-        pair.runs.append(r)
-        history = sorted(client.get_metric_history(r.info.run_id, "val/loss"), key=lambda m: m.step)
-        pair.val_curves.append([m.value for m in history])
-    return list(pairs.values()), others
-
-
-def fmt(mean: float, std: float) -> str:
-    return "—" if np.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
-
-
-def ranked(pairs: list[Pair]) -> list[Pair]:
-    return sorted(pairs, key=lambda p: -p.mean_std(ACC)[0])
-
-
-def compare(pairs: list[Pair], metric: str, points: float) -> list[stats.Comparison]:
-    """Every pair against the best by test accuracy on ``metric``, Holm-adjusted."""
-    best, *rest = ranked(pairs)
-    higher = metric in HIGHER
-    found = [
-        stats.paired(
-            p.name,
-            best.name,
-            metric,
-            p.by_seed(metric),
-            best.by_seed(metric),
-            margin_for(metric, points),
-            higher,
-        )  # fmt: skip
-        for p in rest
-        if p.by_seed(metric) and best.by_seed(metric)
-    ]
-    stats.adjust(found)
-    return found
-
-
-def same_function_checks(pairs: list[Pair], points: float) -> list[stats.Comparison]:
-    """The A/A check: pairs that compute the same function, compared with each other on test
-    accuracy (Holm over the comparisons made)."""
-    names = {p.name: p for p in pairs}
-    found = []
-    for head, losses in SAME_FUNCTION:
-        present = [names[f"{head} + {loss}"] for loss in losses if f"{head} + {loss}" in names]
-        for i, a in enumerate(present):
-            for b in present[i + 1 :]:
-                found.append(stats.paired(a.name, b.name, ACC, a.by_seed(ACC), b.by_seed(ACC),
-                                          margin_for(ACC, points)))  # fmt: skip
-    stats.adjust(found)
-    return found
-
-
-def claims_checked(pairs: list[Pair], setting: str, points: float) -> list[str]:
-    """Where the setting is one a paper studied, whether these runs agree with its direction."""
-    names = {p.name: p for p in pairs}
-    noise = [part for part in setting.split(", ") if "noise" in part]
-    imbalance = [part for part in setting.split(", ") if part.startswith("imbalance")]
-    lines = []
-    for claim in CLAIMS:
-        kind, minimum = claim.applies
-        if kind == "symmetric":
-            ok = any(n.startswith("symmetric") and float(n.split()[-1]) >= minimum for n in noise)
-        else:
-            ok = any(float(i.split()[-1]) >= minimum for i in imbalance)
-        if not ok or claim.better not in names or claim.worse not in names:
-            continue
-        c = stats.paired(claim.better, claim.worse, ACC, names[claim.better].by_seed(ACC),
-                         names[claim.worse].by_seed(ACC), margin_for(ACC, points))  # fmt: skip
-        c.p_holm, c.p_tost_holm = c.p, c.p_tost
-        verdict = c.verdict(1)
-        if verdict.startswith("better"):
-            agrees = "**agrees**"
-        elif verdict.startswith(("worse", "equivalent")):
-            agrees = "**disagrees**"
-        else:
-            agrees = "cannot tell yet"
-        lines.append(f"- {claim.source}: {claim.statement}. Here {claim.better} vs "
-                     f"{claim.worse} on test accuracy: {verdict} ({c.test}, p = {c.p:.3g}): "
-                     f"{agrees}.")  # fmt: skip
-    return lines
-
-
-def verdict_of(comparisons: list[stats.Comparison], pair: str) -> stats.Comparison | None:
-    return next((c for c in comparisons if c.pair == pair), None)
-
-
-def opening(pairs: list[Pair], verdicts: dict[str, list[stats.Comparison]],
-            checks: list[stats.Comparison], points: float) -> list[str]:  # fmt: skip
-    """A paragraph a user can act on: best, equivalent, worse, undecided, best calibrated, and
-    the A/A check."""
-    best = ranked(pairs)[0]
-    acc = verdicts.get(ACC, [])
-    m = len(acc)
-    groups: dict[str, list[str]] = defaultdict(list)
-    for c in acc:
-        v = c.verdict(m)
-        groups[v.split()[0].rstrip(":")].append(
-            f"{c.pair} ({v.split(' ', 1)[1]})" if not v.startswith("equivalent") else c.pair
-        )
-    mean, sd = best.mean_std(ACC)
-    text = [f"**Best: {best.name}**, test accuracy {mean:.4f} ± {sd:.4f} over {len(best.runs)} "
-            "seeds."]  # fmt: skip
-    if groups["equivalent"]:
-        text.append(f"Equivalent to it within ±{points:g} accuracy points: "
-                    f"{', '.join(groups['equivalent'])}.")  # fmt: skip
-    if groups["worse"]:
-        text.append(f"Worse: {'; '.join(groups['worse'])}.")
-    if groups["better"]:
-        text.append(
-            f"Better (not first by mean, yet significantly): {'; '.join(groups['better'])}."
-        )
-    if groups["undecided"]:
-        text.append(f"Undecided: {'; '.join(groups['undecided'])}.")
-    calibrated = [p for p in pairs if p.values("test/nll").size]
-    if calibrated:
-        by_nll = min(calibrated, key=lambda p: p.mean_std("test/nll")[0])
-        by_ece = min(calibrated, key=lambda p: p.mean_std("test/ece_ts")[0])
-        text.append(
-            f"Best calibrated: {by_nll.name} (lowest test NLL, "
-            f"{by_nll.mean_std('test/nll')[0]:.4f}); after temperature scaling the "
-            f"lowest ECE is {by_ece.name}'s ({by_ece.mean_std('test/ece_ts')[0]:.4f})."
-        )
-    if checks:
-        fine = ("equivalent", "undecided")
-        bad = [f"{c.pair} vs {c.reference}" for c in checks
-               if not c.verdict(len(checks)).startswith(fine)]  # fmt: skip
-        outcome = (
-            "all came out equivalent or undecided, as they must: evidence that these verdicts "
-            "are calibrated." if not bad else
-            f"{len(bad)} came out different ({', '.join(bad)}): treat this setting's verdicts "
-            "with caution."
-        )  # fmt: skip
-        text.append(f"A/A check: {len(checks)} comparisons of pairs that compute the same "
-                    f"function {outcome}")  # fmt: skip
-    return [" ".join(text)]
 
 
 def ranked_table(pairs: list[Pair], acc: list[stats.Comparison]) -> list[str]:
@@ -324,35 +88,6 @@ def calibration_table(pairs: list[Pair], verdicts: dict[str, list[stats.Comparis
             row.append(c.verdict(len(verdicts[metric])) if c else "reference")
         lines.append("| " + " | ".join(row) + " |")
     return lines
-
-
-def artifacts_of(client: MlflowClient, pair: Pair, name: str) -> list[dict]:
-    """The JSON artifact ``name`` of each of the pair's runs that logged it."""
-    found = []
-    for run in pair.runs:
-        if name not in {a.path for a in client.list_artifacts(run.info.run_id)}:
-            continue
-        with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
-            path = Path(client.download_artifacts(run.info.run_id, name, tmp))
-            found.append(json.loads(path.read_text()))
-    return found
-
-
-def summed_confusion(client: MlflowClient, pair: Pair) -> tuple[list[str], np.ndarray] | None:
-    """The pair's test confusion matrices (``confusion_matrix.json`` of each multi-class run),
-    summed over its seeds; None when its runs recorded none."""
-    saved = artifacts_of(client, pair, CONFUSION)
-    if not saved:
-        return None
-    return saved[0]["labels"], sum(np.array(s["matrix"]) for s in saved)
-
-
-def summed_bins(client: MlflowClient, pair: Pair) -> dict | None:
-    """The pair's test reliability bins (``reliability.json``), summed over its seeds."""
-    saved = artifacts_of(client, pair, RELIABILITY)
-    if not saved:
-        return None
-    return {k: np.sum([s[k] for s in saved], axis=0).tolist() for k in saved[0]}
 
 
 def confusion_table(labels: list[str], matrix: np.ndarray) -> list[str]:

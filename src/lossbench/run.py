@@ -6,7 +6,6 @@ before the MLflow run opens: a refused or broken config leaves nothing in the st
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import signal
@@ -24,22 +23,21 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lossbench import matrix, schemas, store, tracking
+from lossbench import checks, matrix, schemas, store, tracking
 from lossbench.checkpoint import Checkpoint
 from lossbench.data import DATASETS, ClassificationData, make_datamodule
 from lossbench.data.augment import make_augment
-from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError, check_range
+from lossbench.errors import AlreadyDone, LossbenchError
 from lossbench.heads import make_head
 from lossbench.losses import make_criterion
 from lossbench.models import make_model
 from lossbench.module import Classifier
 from lossbench.progress import progress_callbacks
 from lossbench.schedulers import SCHEDULERS
-from lossbench.summary import OUTCOME, print_run
 
 log = logging.getLogger("lossbench")
 
@@ -65,7 +63,7 @@ def _name_and_params(node: DictConfig) -> tuple[str, dict[str, Any]]:
     return params.pop("name"), params
 
 
-def _sweep_id() -> str | None:
+def current_sweep() -> str | None:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return tracking.sweep_id(HydraConfig.get().sweep.dir)
     return None
@@ -115,7 +113,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
     model_name, model_params = _name_and_params(cfg.model)
     task = DATASETS[dataset].task_of(data_params)
     matrix.check(task, head_name, loss_name)
-    _check_run_keys(cfg)
+    checks.run_keys(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     chash = tracking.config_hash(resolved)
     uri = cfg.logger.tracking_uri
@@ -125,7 +123,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
     resume = None
     if cfg.resume:
         resume = tracking.resumable(uri, cfg.resume, chash, cfg.output_roots)
-    if _sweep_id() is not None and not cfg.rerun and resume is None:
+    if current_sweep() is not None and not cfg.rerun and resume is None:
         done = tracking.finished_run(uri, cfg.logger.experiment_name, chash)
         if done is not None:
             raise AlreadyDone(done)
@@ -147,11 +145,11 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
     model = make_model(model_name, data.input_shape, data.num_classes, **model_params)
     if getattr(model, "input_mean", None) is not None:  # pretrained weights: their statistics
         data.mean, data.std = model.input_mean, model.input_std
-    _check_forward(model, data.input_shape, data.num_classes, model_name)
-    optimizer = _optimizer_factory(cfg.optimizer, model)
+    checks.forward_pass(model, data.input_shape, data.num_classes, model_name)
+    optimizer = checks.optimizer_factory(cfg.optimizer, model)
     scheduler_name, scheduler_params = _name_and_params(cfg.scheduler)
     scheduler = partial(SCHEDULERS[scheduler_name], **scheduler_params)
-    _check_scheduler(scheduler, optimizer, model, cfg.trainer.max_epochs or 1)
+    checks.schedule(scheduler, optimizer, model, cfg.trainer.max_epochs or 1)
     if cfg.compile:
         model = torch.compile(model)
     module = Classifier(model, head, criterion, task, data.num_classes, optimizer, scheduler)
@@ -164,7 +162,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
     tags = {"dataset": dataset, "head": head_name, "loss": loss_name, "seed": cfg.seed}
     tags |= {"model": model_name, "task": task, "config_hash": chash}
     tags |= {**store.process_tags(), store.OUTPUT_TAG: str(output_dir)}
-    if (sweep := _sweep_id()) is not None:
+    if (sweep := current_sweep()) is not None:
         tags["sweep_id"] = sweep
     name = tracking.run_name(dataset, head_name, loss_name, cfg.seed)
     try:  # bad Trainer arguments fail here; the logger (which opens the store) comes after
@@ -285,188 +283,3 @@ def resume_command(run_id: str) -> str:
     if hydra is not None and hydra.mode == RunMode.MULTIRUN:
         overrides.append("hydra.mode=RUN")
     return shlex.join(["python", "train.py", *overrides, f"resume={run_id}"])
-
-
-def _check_forward(model: torch.nn.Module, shape: Sequence[int], classes: int, name: str) -> None:
-    """One forward pass of two zero inputs, so that a model that cannot take the dataset's
-    inputs is refused before the run opens."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(torch.zeros(2, *shape))
-    except Exception as err:
-        raise LossbenchError(
-            f"model={name} cannot take this dataset's inputs of shape {tuple(shape)} "
-            f"({type(err).__name__}: {err}). Fix: another model, or resize the images "
-            "(dataset.image_size, model.input_size)"
-        ) from None
-    finally:
-        model.train(was_training)
-    if tuple(out.shape) != (2, classes):
-        raise LossbenchError(f"model={name} gives outputs {tuple(out.shape)}, not (N, {classes})")
-
-
-def _check_scheduler(factory: Any, optimizer: Any, model: torch.nn.Module, epochs: int) -> None:
-    """Build the schedule once on a throwaway optimizer (10 steps per epoch), so that its
-    parameters are checked before the run opens."""
-    factory(optimizer(model.parameters()), 10 * epochs, 10)
-
-
-def _optimizer_factory(node: DictConfig, model: torch.nn.Module) -> Any:
-    """The optimizer factory of the config, tried once on the model's parameters so that
-    torch's own checks (lr, betas, momentum, ...) refuse a bad value before the run opens."""
-    factory = instantiate(node)
-    try:
-        factory(model.parameters())
-    except (ValueError, TypeError, RuntimeError) as err:
-        raise LossbenchError(
-            f"{node._target_} refused the optimizer config: {err}. Fix: correct that "
-            "optimizer.* value"
-        ) from None
-    return factory
-
-
-def _check_run_keys(cfg: DictConfig) -> None:
-    """Ranges of the run's own keys and the Trainer's numeric arguments that lossbench relies
-    on; other Trainer values are checked by Lightning when the Trainer is built."""
-    check_range("seed", cfg.seed, ge=0, le=2**32 - 1, example=42)
-    if cfg.test_on not in ("best", "last"):
-        raise LossbenchError(
-            f"test_on={cfg.test_on!r} is not one of best, last. Fix: `test_on=best` (the best "
-            "validation checkpoint) or `test_on=last` (the last epoch's weights)"
-        )
-    lr = cfg.optimizer.get("lr")
-    if lr is not None:
-        check_range("optimizer.lr", lr, gt=0, example=0.001)
-    t = cfg.trainer
-    if t.max_epochs is not None:
-        check_range("trainer.max_epochs", t.max_epochs, ge=1, example=2)
-    if t.max_steps != -1 and t.max_steps < 1:
-        raise LossbenchError(
-            f"trainer.max_steps={t.max_steps} is out of range: it must be >= 1, or -1 for no "
-            "limit. Fix: set e.g. `trainer.max_steps=-1`"
-        )
-    if t.log_every_n_steps is not None:
-        check_range("trainer.log_every_n_steps", t.log_every_n_steps, ge=1, example=50)
-    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
-        if t[key] is not None and isinstance(t[key], int | float):
-            check_range(f"trainer.{key}", t[key], gt=0, example=1.0)
-    check_range("trainer.accumulate_grad_batches", t.accumulate_grad_batches, ge=1, example=1)
-    if t.check_val_every_n_epoch is not None:
-        check_range("trainer.check_val_every_n_epoch", t.check_val_every_n_epoch, ge=1, example=1)
-    if isinstance(t.gradient_clip_val, int | float):
-        check_range("trainer.gradient_clip_val", t.gradient_clip_val, ge=0, example=1.0)
-    check_range("checkpoint.save_top_k", cfg.checkpoint.save_top_k, ge=-1, example=1)
-    _check_optimized_metric(cfg.optimized_metric, cfg.checkpoint.monitor)
-
-
-def _check_optimized_metric(name: str | None, monitor: str) -> None:
-    if name and name.endswith("_best") and name != f"{monitor}_best":
-        metric = name.removesuffix("_best")
-        raise LossbenchError(
-            f"optimized_metric={name} is the best value of the checkpoint's monitored metric, "
-            f"which is checkpoint.monitor={monitor}, not {metric}; set "
-            f"`checkpoint.monitor={metric}` (and checkpoint.mode=max for a score, min for a "
-            f"loss), or optimized_metric={monitor}_best"
-        )
-
-
-def objective(cfg: DictConfig, run_id: str) -> float | str:
-    """What the task function returns for a finished run: the value of ``optimized_metric``
-    in MLflow (its last logged value), or the run id when no metric is optimised."""
-    if not cfg.optimized_metric:
-        return run_id
-    client = store.open_store(cfg.logger.tracking_uri)
-    metrics = client.get_run(run_id).data.metrics
-    value = metrics.get(cfg.optimized_metric)
-    if value is None:
-        raise LossbenchError(
-            f"optimized_metric={cfg.optimized_metric} is not a metric of run {run_id}; it has "
-            f"{', '.join(sorted(metrics))}. Set optimized_metric to one of them"
-        )
-    return value
-
-
-def main(cfg: DictConfig) -> float | str | None:
-    """Hydra's task function: returns the run id, or the run's ``optimized_metric`` if set.
-
-    A single run: a refused config raises its :class:`LossbenchError` (``train.py`` prints it
-    and exits 2); a failed run raises. In a sweep, no job stops the others: a refused pair or
-    an already finished config is skipped (an already finished one still returns its
-    ``optimized_metric``), a failure is recorded (the MLflow run ends FAILED with its reason)
-    and returns None, and each job leaves ``outcome.json`` in its output dir for the sweep's
-    closing summary.
-    """
-    if cfg.tune.seeds:
-        return _over_seeds(cfg)
-    if _sweep_id() is None:
-        run_id = train(cfg)
-        if run_id is not None:  # None: the other ranks of a DDP run
-            print_run(cfg.logger.tracking_uri, run_id)
-            return objective(cfg, run_id)
-        return None
-    try:
-        run_id = train(cfg)
-    except (InvalidPair, AlreadyDone) as err:
-        log.warning("skipped: %s", err)
-        if isinstance(err, AlreadyDone):
-            _outcome(cfg, "SKIPPED", reason=str(err), run_id=err.run_id)
-            return objective(cfg, err.run_id)
-        _outcome(cfg, "SKIPPED", reason=str(err))
-        return None
-    except LossbenchError as err:
-        log.error("failed: %s", err)
-        _outcome(cfg, "FAILED", reason=str(err))
-        return None
-    except Exception as err:
-        log.exception("failed: %s", err)
-        _outcome(cfg, "FAILED", reason=f"{type(err).__name__}: {err}")
-        return None
-    if run_id is None:
-        return None
-    _outcome(cfg, "FINISHED", run_id=run_id)
-    return objective(cfg, run_id)
-
-
-def _over_seeds(cfg: DictConfig) -> float | None:
-    """One run per seed of ``tune.seeds`` (each in ``<output_dir>/seed<s>``); the mean of their
-    ``optimized_metric`` (a finished config's stored run counts), None if one failed or the
-    pair is refused. The job's outcome lists every run."""
-    values, run_ids = [], []
-    sweep = _sweep_id() is not None
-    for seed in cfg.tune.seeds:
-        one = cfg.copy()
-        with open_dict(one):
-            one.seed, one.tune.seeds = seed, None
-            one.output_dir = str(Path(cfg.output_dir) / f"seed{seed}")
-        try:
-            run_id = train(one)
-        except AlreadyDone as err:
-            run_id = err.run_id
-        except InvalidPair as err:
-            if not sweep:
-                raise
-            log.warning("skipped: %s", err)
-            _outcome(cfg, "SKIPPED", reason=str(err))
-            return None
-        except Exception as err:
-            if not sweep:
-                raise
-            log.exception("failed: %s", err)
-            reason = str(err) if isinstance(err, LossbenchError) else f"{type(err).__name__}: {err}"
-            _outcome(cfg, "FAILED", reason=f"seed {seed}: {reason}")
-            return None
-        values.append(float(objective(one, run_id)))
-        run_ids.append(run_id)
-    if sweep:
-        _outcome(cfg, "FINISHED", run_id=",".join(run_ids))
-    return sum(values) / len(values)
-
-
-def _outcome(cfg: DictConfig, status: str, **fields: str) -> None:
-    """Write the job's ``outcome.json`` (status, reason or run id, its overrides)."""
-    # unresolved: an override may hold an interpolation, e.g. optimizer.lr='${tuned_lr...}'
-    overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
-    record = {"status": status, "overrides": overrides, **fields}
-    (Path(cfg.output_dir) / OUTCOME).write_text(json.dumps(record))

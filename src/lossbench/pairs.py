@@ -1,0 +1,124 @@
+"""The runs of a study read back from MLflow, grouped by setting (dataset, label noise,
+imbalance) and pair (head + loss, and a loss parameter where it varies between runs)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from lossbench.store import quiet_downloads
+from lossbench.summary import find_runs
+from lossbench.tracking import CONFUSION, RELIABILITY
+
+ACC = "test/acc"
+
+
+@dataclass
+class Pair:
+    """The finished runs of one (setting, head, loss[, varying loss parameters]) over seeds."""
+
+    setting: str
+    head: str
+    loss: str
+    variant: str = ""
+    runs: list[Run] = field(default_factory=list)
+    val_curves: list[list[float]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.head} + {self.loss}" + (f" [{self.variant}]" if self.variant else "")
+
+    def by_seed(self, metric: str) -> dict[int, float]:
+        return {int(r.data.tags["seed"]): r.data.metrics[metric] for r in self.runs
+                if metric in r.data.metrics}  # fmt: skip
+
+    def values(self, metric: str) -> np.ndarray:
+        return np.array(list(self.by_seed(metric).values()))
+
+    def mean_std(self, metric: str) -> tuple[float, float]:
+        v = self.values(metric)
+        if not len(v):
+            return float("nan"), float("nan")
+        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def setting_of(run: Run) -> str:
+    """The dataset and the stress conditions of a run, as a heading."""
+    p = run.data.params
+    parts = [run.data.tags["dataset"]]
+    rate = float(p.get("dataset/noise/rate", 0) or 0)
+    if rate:
+        parts.append(f"{p.get('dataset/noise/kind', 'symmetric')} noise {rate:g}")
+    factor = float(p.get("dataset/imbalance/factor", 1) or 1)
+    if factor > 1:
+        parts.append(f"imbalance {factor:g}")
+    return ", ".join(parts)
+
+
+def load(client: MlflowClient, experiment: str, sweep: str | None) -> tuple[list[Pair], list[Run]]:
+    """The FINISHED runs grouped by setting and pair (with their val/loss curves), and the
+    other runs. A loss parameter that varies between runs of the same loss names the pair."""
+    runs = find_runs(client, experiment, sweep, limit=5000)  # earlier reports left out
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    others = [r for r in runs if r.info.status != "FINISHED"]
+    loss_params: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in finished:
+        own = {k: v for k, v in r.data.params.items() if k.startswith("loss/") and k != "loss/name"}
+        loss_params[setting_of(r), r.data.tags["loss"]].append(own)
+    varying = {key: sorted({k for d in dicts for k in d if len({x.get(k) for x in dicts}) > 1})
+               for key, dicts in loss_params.items()}  # fmt: skip
+    pairs: dict[tuple, Pair] = {}
+    for r in finished:
+        t, setting = r.data.tags, setting_of(r)
+        keys = varying[setting, t["loss"]]
+        variant = ", ".join(f"{k.removeprefix('loss/')}={r.data.params.get(k)}" for k in keys)
+        pair = pairs.setdefault((setting, t["head"], t["loss"], variant),
+                                Pair(setting, t["head"], t["loss"], variant))  # fmt: skip
+        pair.runs.append(r)
+        history = sorted(client.get_metric_history(r.info.run_id, "val/loss"), key=lambda m: m.step)
+        pair.val_curves.append([m.value for m in history])
+    return list(pairs.values()), others
+
+
+def fmt(mean: float, std: float) -> str:
+    return "—" if np.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+
+
+def ranked(pairs: list[Pair]) -> list[Pair]:
+    return sorted(pairs, key=lambda p: -p.mean_std(ACC)[0])
+
+
+def artifacts_of(client: MlflowClient, pair: Pair, name: str) -> list[dict]:
+    """The JSON artifact ``name`` of each of the pair's runs that logged it."""
+    found = []
+    for run in pair.runs:
+        if name not in {a.path for a in client.list_artifacts(run.info.run_id)}:
+            continue
+        with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
+            path = Path(client.download_artifacts(run.info.run_id, name, tmp))
+            found.append(json.loads(path.read_text()))
+    return found
+
+
+def summed_confusion(client: MlflowClient, pair: Pair) -> tuple[list[str], np.ndarray] | None:
+    """The pair's test confusion matrices (``confusion_matrix.json`` of each multi-class run),
+    summed over its seeds; None when its runs recorded none."""
+    saved = artifacts_of(client, pair, CONFUSION)
+    if not saved:
+        return None
+    return saved[0]["labels"], sum(np.array(s["matrix"]) for s in saved)
+
+
+def summed_bins(client: MlflowClient, pair: Pair) -> dict | None:
+    """The pair's test reliability bins (``reliability.json``), summed over its seeds."""
+    saved = artifacts_of(client, pair, RELIABILITY)
+    if not saved:
+        return None
+    return {k: np.sum([s[k] for s in saved], axis=0).tolist() for k in saved[0]}
