@@ -67,7 +67,7 @@ class Comparison:
             )
         if self.p_tost_holm < alpha:
             return f"equivalent within ±{self.margin:g}"
-        needed = seeds_needed(self.diff, self.sd, self.margin, m, alpha)
+        needed = seeds_needed(self.diff, self.sd, self.margin, m, self.n, alpha)
         return f"undecided: about {needed} seeds needed" if needed else "undecided: no spread yet"
 
 
@@ -146,15 +146,24 @@ def adjust(comparisons: list[Comparison]) -> None:
         c.p_tost_holm = p
 
 
-def seeds_needed(diff: float, sd: float, margin: float, m: int, alpha: float = ALPHA) -> int | None:
-    """About how many seeds would settle a comparison, from the observed spread ``sd`` of the
-    per-seed differences (None when there is no spread to go by)."""
+def seeds_needed(
+    diff: float, sd: float, margin: float, m: int, n: int = 2, alpha: float = ALPHA
+) -> int | None:
+    """About how many seeds would settle a comparison now at ``n`` seeds, from the observed spread
+    ``sd`` of the per-seed differences: the smallest k > n with
+    ``k >= ((t_{1−α/(2m), k−1} + t_{power, k−1}) · sd / |d̄|)²`` (to detect the observed
+    difference), or, when |d̄| < δ, with ``(δ − |d̄|)`` and ``t_{1−α/m}`` (to show equivalence),
+    whichever comes first; None when there is no spread to go by."""
     if math.isnan(sd) or sd == 0:
         return None
-    beta = stats.norm.ppf(POWER)
-    options = []
+    targets = []
     if diff:
-        options.append(((stats.norm.ppf(1 - alpha / (2 * m)) + beta) * sd / abs(diff)) ** 2)
+        targets.append((abs(diff), 1 - alpha / (2 * m)))
     if abs(diff) < margin:
-        options.append(((stats.norm.ppf(1 - alpha / m) + beta) * sd / (margin - abs(diff))) ** 2)
-    return math.ceil(min(options)) if options else None
+        targets.append((margin - abs(diff), 1 - alpha / m))
+    for k in range(max(n + 1, 3), 100_000):
+        for effect, level in targets:
+            quantiles = stats.t.ppf(level, k - 1) + stats.t.ppf(POWER, k - 1)
+            if k >= (quantiles * sd / effect) ** 2:
+                return k
+    return None

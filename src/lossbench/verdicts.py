@@ -103,10 +103,12 @@ def claims_checked(pairs: list[Pair], setting: str, points: float) -> list[str]:
             ok = any(n.startswith("symmetric") and float(n.split()[-1]) >= minimum for n in noise)
         else:
             ok = any(float(i.split()[-1]) >= minimum for i in imbalance)
-        if not ok or claim.better not in names or claim.worse not in names:
+        better, worse = (names.get(n) or names.get(f"{n} [class_weight=none]")
+                         for n in (claim.better, claim.worse))  # fmt: skip
+        if not ok or better is None or worse is None:
             continue
-        c = stats.paired(claim.better, claim.worse, ACC, names[claim.better].by_seed(ACC),
-                         names[claim.worse].by_seed(ACC), margin_for(ACC, points))  # fmt: skip
+        c = stats.paired(better.name, worse.name, ACC, better.by_seed(ACC), worse.by_seed(ACC),
+                         margin_for(ACC, points))  # fmt: skip
         c.p_holm, c.p_tost_holm = c.p, c.p_tost
         verdict = c.verdict(1)
         if verdict.startswith("better"):
@@ -115,8 +117,8 @@ def claims_checked(pairs: list[Pair], setting: str, points: float) -> list[str]:
             agrees = "**disagrees**"
         else:
             agrees = "cannot tell yet"
-        lines.append(f"- {claim.source}: {claim.statement}. Here {claim.better} vs "
-                     f"{claim.worse} on test accuracy: {verdict} ({c.test}, p = {c.p:.3g}): "
+        lines.append(f"- {claim.source}: {claim.statement}. Here {better.name} vs "
+                     f"{worse.name} on test accuracy: {verdict} ({c.test}, p = {c.p:.3g}): "
                      f"{agrees}.")  # fmt: skip
     return lines
 
