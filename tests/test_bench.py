@@ -20,3 +20,40 @@ def test_bench_json_has_the_figures(tmp_path) -> None:
     for key in ("lossbench_over_bare", "lossbench_over_naive", "lightning_over_bare"):
         assert result[key] > 0
     assert result["device"].startswith("cpu") and result["model"] == "mlp"
+
+
+def test_first_step_marker_writes_when_the_first_batch_starts(tmp_path, monkeypatch) -> None:
+    """LOSSBENCH_FIRST_STEP_FILE adds the marker that `lossbench.bench --startup` reads."""
+    import time
+
+    import pytorch_lightning as pl
+    import torch
+
+    from lossbench.progress import FIRST_STEP_FILE, FirstStepMarker, progress_callbacks
+
+    monkeypatch.delenv(FIRST_STEP_FILE, raising=False)
+    assert not any(isinstance(c, FirstStepMarker) for c in progress_callbacks("log")[0])
+    mark = tmp_path / "first-step.json"
+    monkeypatch.setenv(FIRST_STEP_FILE, str(mark))
+    callbacks, _ = progress_callbacks("log")
+    assert any(isinstance(c, FirstStepMarker) for c in callbacks)
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 2)
+
+        def training_step(self, batch, batch_idx):
+            return torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,)))
+    before = time.time()
+    pl.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+               enable_model_summary=False, callbacks=callbacks).fit(
+        Tiny(), torch.utils.data.DataLoader(data, batch_size=4))  # fmt: skip
+    marked = json.loads(mark.read_text())
+    assert before <= marked["time"] <= time.time()
+    assert marked["cpu"] > 0 and marked["modules"] > 100

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score, precision_recall_curve
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
@@ -60,6 +59,8 @@ def ranking_scores(probs: Tensor, y: Tensor, predictions: Tensor) -> dict[str, T
     torchmetrics, as scikit-learn defines them), ``one_error`` (the share of samples with a
     label whose top-ranked class is not one of them) and ``f1_samples`` (F1 per sample, averaged;
     scikit-learn's ``average="samples"``, a sample without labels or predictions scoring 1)."""
+    from sklearn.metrics import f1_score  # multi-label runs only: sklearn stays off the others
+
     y = y.long()
     labelled = y.sum(1) > 0
     top = probs.argmax(1)
@@ -84,6 +85,8 @@ def tune_thresholds(probs: Tensor, targets: Tensor, default: float = 0.5) -> Ten
     Candidates are the scores themselves (``sklearn.metrics.precision_recall_curve``). A class
     with no positive sample keeps ``default``.
     """
+    from sklearn.metrics import precision_recall_curve  # head.threshold=tuned only
+
     p, y = probs.detach().float().cpu().numpy(), targets.detach().cpu().numpy()
     out = np.full(p.shape[1], default, dtype=np.float32)
     for c in range(p.shape[1]):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+import time
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, RichProgressBar
@@ -11,6 +14,8 @@ from pytorch_lightning.callbacks import Callback, RichProgressBar
 from lossbench.errors import LossbenchError
 
 log = logging.getLogger("lossbench")
+# where the first training step's time is written (``python -m lossbench.bench --startup``)
+FIRST_STEP_FILE = "LOSSBENCH_FIRST_STEP_FILE"
 
 
 class EpochLog(Callback):
@@ -31,6 +36,30 @@ class EpochLog(Callback):
         log.info("test: %s", self._line(trainer, ("test/",)))
 
 
+class FirstStepMarker(Callback):
+    """Writes, as the first training batch starts, ``{"time": time.time(), "cpu": s,
+    "modules": n}`` to ``path``: when the process reached its first step (the start-up
+    benchmark reads it), the CPU time it had used, and how many modules it had imported."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.done = False
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        if self.done or not trainer.is_global_zero:
+            return
+        self.done = True
+        now, cpu = time.time(), os.times()
+        mark = {"time": now, "cpu": round(cpu.user + cpu.system, 3), "modules": len(sys.modules)}
+        with open(self.path, "w") as f:
+            json.dump(mark, f)
+
+
+def first_step_file() -> str | None:
+    """The file named by ``LOSSBENCH_FIRST_STEP_FILE``, if set."""
+    return os.environ.get(FIRST_STEP_FILE) or None
+
+
 def progress_callbacks(mode: str) -> tuple[list[Callback], bool]:
     """``(callbacks, enable_progress_bar)`` for ``progress_bar`` = ``auto``, ``rich`` or ``log``."""
     allowed = ("auto", "rich", "log")
@@ -38,6 +67,7 @@ def progress_callbacks(mode: str) -> tuple[list[Callback], bool]:
         raise LossbenchError(
             f"progress_bar={mode!r} is not one of {', '.join(allowed)}; e.g. `progress_bar=log`"
         )
+    marker = [FirstStepMarker(path)] if (path := first_step_file()) else []
     if mode == "rich" or (mode == "auto" and sys.stdout.isatty()):
-        return [RichProgressBar(leave=True)], True
-    return [EpochLog()], False
+        return [RichProgressBar(leave=True), *marker], True
+    return [EpochLog(), *marker], False

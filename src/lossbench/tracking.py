@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 from lightning_utilities.core.rank_zero import rank_zero_only
-from matplotlib.figure import Figure
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -186,6 +185,8 @@ def log_predictor(
 
 def log_loss_curves(logger: BatchedMLFlowLogger) -> None:
     """Plot the recorded train/val loss histories (read back from the store) as a PNG."""
+    from matplotlib.figure import Figure  # at the run's end: not on the way to training
+
     logger.flush()
     client: MlflowClient = logger.experiment
     fig = Figure(figsize=(7, 4), layout="constrained")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import scipy.io
 import torch
 from torch import Tensor
 from torchvision import datasets
@@ -47,6 +46,8 @@ def cifar_class_names(folder: Path, meta: str, key: str) -> list[str]:
 def decode_svhn(path: Path) -> tuple[Tensor, Tensor]:
     """SVHN's MATLAB file: ``X`` (32, 32, 3, N) uint8 and ``y`` (N, 1) with digit 0 stored as
     10; as images (N, 3, 32, 32) and labels 0–9."""
+    import scipy.io  # SVHN's .mat files alone need it
+
     mat = scipy.io.loadmat(str(path))
     images = np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))
     labels = mat["y"].astype(np.int64).reshape(-1) % 10

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torchvision.transforms import v2
-
 from lossbench.data.base import Augment
 from lossbench.errors import LossbenchError, check_range
 from lossbench.registry import Registry
@@ -29,6 +27,8 @@ def none(input_shape: Sequence[int]) -> None:
 def flip_crop(input_shape: Sequence[int], flip: bool = True, padding: int = 4) -> Augment:
     """A random horizontal flip (p = 0.5) and a random crop of the image's size from the image
     zero-padded by ``padding`` pixels: the CIFAR augmentation of He et al. 2016 (Sec. 4.2)."""
+    from torchvision.transforms import v2  # imported by the runs that augment, alone
+
     check_range("augment.padding", padding, ge=0, example=4)
     return v2.Compose([
         v2.RandomHorizontalFlip(p=0.5 if flip else 0.0),
@@ -41,6 +41,8 @@ def randaugment(input_shape: Sequence[int], num_ops: int = 2, magnitude: int = 9
     """RandAugment (Cubuk et al. 2020): ``num_ops`` operations drawn uniformly per image, at
     ``magnitude`` (0–30), ``torchvision.transforms.v2.RandAugment``."""
     check_range("augment.num_ops", num_ops, ge=1, example=2)
+    from torchvision.transforms import v2
+
     check_range("augment.magnitude", magnitude, ge=0, le=30, example=9)
     return v2.RandAugment(num_ops=num_ops, magnitude=magnitude)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 from torch import Tensor
 
 from lossbench.data.base import DATASETS, ClassificationData, count, split_indices
@@ -49,6 +48,8 @@ class Digits(ClassificationData):
         return "sklearn.datasets.load_digits"
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        from sklearn.datasets import load_digits  # only this dataset needs scikit-learn
+
         digits = load_digits()
         images = np.round(digits.images * 255 / 16).astype(np.uint8)[:, None]
         x, y = torch.from_numpy(images), torch.from_numpy(digits.target).long()

@@ -14,13 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.transforms.v2 import functional as TF
 
 from lossbench.data.base import DATASETS, SPLITS, ClassificationData, count, split_indices
 from lossbench.data.images import writable
@@ -44,6 +42,8 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        from torchvision.transforms.v2 import functional as TF  # not for runs on other data
+
         path = self.paths[i]
         try:
             with Image.open(path) as pil:
@@ -259,6 +259,8 @@ def read_manifest(csv: str | None, path_column: str, labels_column: str, split_c
     path = Path(csv).expanduser().resolve()
     if not path.is_file():
         raise LossbenchError(f"dataset.csv={csv}: there is no such file. Fix: give its path")
+    import pandas as pd
+
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (ValueError, OSError, UnicodeDecodeError) as err:

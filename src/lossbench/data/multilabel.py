@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from sklearn.datasets import make_multilabel_classification
-from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from lossbench.data.base import DATASETS, ClassificationData, split_indices
@@ -66,6 +64,9 @@ class SyntheticMultilabel(ClassificationData):
         return self.params["n_classes"]
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        from sklearn.datasets import make_multilabel_classification  # only this dataset's
+        from sklearn.preprocessing import StandardScaler
+
         x, y = make_multilabel_classification(**self.params)
         n, (n_val, n_test) = len(x), self.sizes
         if min(n_val, n_test, n - n_val - n_test) < 1:

@@ -7,21 +7,24 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
-from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from lossbench.data.base import DATASETS, SPLITS, ClassificationData, count, split_indices
 from lossbench.errors import LossbenchError
 from lossbench.heads import Task
 
+if TYPE_CHECKING:  # pandas and scikit-learn are imported by the table datasets alone
+    import pandas as pd
+
 
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV (also gzipped) or Parquet file as a DataFrame."""
+    import pandas as pd
+
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
@@ -146,7 +149,10 @@ class Table(ClassificationData):
         features = self.features or [c for c in frame.columns if c not in skip]
         if not features:
             raise LossbenchError(f"{self.path} has no feature column. Fix: add numeric columns")
-        text = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+        from pandas.api.types import is_numeric_dtype
+        from sklearn.preprocessing import StandardScaler
+
+        text = [c for c in features if not is_numeric_dtype(frame[c])]
         if text:
             raise LossbenchError(
                 f"{self.path}: feature column {text[0]!r} is not numeric (e.g. "
