@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -222,33 +223,161 @@ def new_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
     return torch.compile(model) if args.compile else model
 
 
-def grid(data_dir: Path) -> dict[str, float]:
-    """One sweep of train.py over every valid multi-class pair, 1 epoch, timed end to end."""
+# train.py as the benchmark runs it: the same process, plus the GPU's memory peak at exit
+PEAK_RUNNER = """
+import atexit, json, runpy, sys
+PEAK = sys.argv.pop(1)
+def peak():
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        with open(PEAK, "w") as f:
+            json.dump(torch.cuda.max_memory_allocated() / 2**20, f)
+atexit.register(peak)
+sys.argv[0] = TRAIN
+runpy.run_path(TRAIN, run_name="__main__")
+"""
+
+
+def grid(
+    data_dir: Path, model: str, seeds: int, device: torch.device, fused: bool
+) -> dict[str, float]:
+    """One sweep of train.py over every valid multi-class pair × ``seeds`` seeds, 1 epoch of
+    Fashion-MNIST, timed end to end (start-up, every run, MLflow records, closing table):
+    sequential (Hydra's basic launcher) or ``hydra/launcher=fused``."""
     from mlflow.tracking import MlflowClient
 
     pairs = [(h, loss) for t, h, loss, ok in matrix.table() if ok and t == "multiclass"]
     losses = sorted({loss for _, loss in pairs})
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
+        peak_file = Path(tmp) / "peak.json"
+        runner = PEAK_RUNNER.replace("TRAIN", repr(str(ROOT / "train.py")))
         cmd = [
-            sys.executable, str(ROOT / "train.py"), "-m", "dataset=fashion_mnist",
-            "head=softmax,sigmoid", f"loss={','.join(losses)}", "trainer.max_epochs=1",
+            sys.executable, "-c", runner, str(peak_file), "-m", "dataset=fashion_mnist",
+            f"model={model}", "head=softmax,sigmoid", f"loss={','.join(losses)}",
+            f"seed={','.join(str(s) for s in range(1, seeds + 1))}", "trainer.max_epochs=1",
+            f"trainer.accelerator={accelerator}", "trainer.devices=1",
             f"data_dir={data_dir}", f"logger.tracking_uri={uri}", "logger.experiment_name=grid",
             f"hydra.sweep.dir={tmp}/multirun", "progress_bar=log",
         ]  # fmt: skip
+        if fused:
+            cmd.append("hydra/launcher=fused")
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - start
+        if proc.returncode not in (0, 1):  # 1: some job failed (counted below)
+            output = proc.stdout[-3000:] + proc.stderr[-3000:]
+            raise RuntimeError(f"the grid sweep stopped (exit {proc.returncode}):\n{output}")
         client = MlflowClient(uri)
         runs = client.search_runs([client.get_experiment_by_name("grid").experiment_id])
+        peak = json.loads(peak_file.read_text()) if peak_file.exists() else None
+    finished = [r for r in runs if r.info.status == "FINISHED"]
     parts = ("data", "setup", "fit", "test", "record", "total")
-    sums = {p: sum(r.data.metrics[f"time/{p}_s"] for r in runs) for p in parts}
+    sums = {p: sum(r.data.metrics[f"time/{p}_s"] for r in finished) for p in parts}
+    accuracy = [r.data.metrics["test/acc"] for r in finished]
     return {
+        "launcher": "fused" if fused else "basic",
+        "model": model,
+        "pairs": len(pairs),
+        "seeds": seeds,
         "runs": len(runs),
+        "finished": len(finished),
         "wall_s": wall,
-        "s_per_run": wall / len(runs),
-        "startup_s": wall - sums["total"],  # imports, Hydra, skipped pairs, the closing table
-        **{f"{p}_s_per_run": sums[p] / len(runs) for p in parts if p != "total"},
+        "s_per_run": wall / max(1, len(runs)),
+        "gpu_peak_mb": peak,
+        "test_acc_mean": statistics.fmean(accuracy) if accuracy else None,
+        # summed over runs: for a fused group, each member counts the group's whole fit
+        **{f"{p}_s_per_run": sums[p] / max(1, len(finished)) for p in parts if p != "total"},
+    }
+
+
+def grids(
+    data_dir: Path, model: str, seeds: int, device: torch.device, sequential_seeds: int | None
+) -> dict:
+    """The grid both ways, one after the other in this run, and the ratio of their wall times
+    (of their wall times per run where the sequential grid ran ``sequential_seeds`` seeds only:
+    its runs are alike and run one after another, so its time grows with their number)."""
+    sequential = grid(data_dir, model, sequential_seeds or seeds, device, fused=False)
+    fused = grid(data_dir, model, seeds, device, fused=True)
+    if sequential["seeds"] == fused["seeds"]:
+        speedup = sequential["wall_s"] / fused["wall_s"]
+    else:
+        speedup = sequential["s_per_run"] / fused["s_per_run"]
+    return {"sequential": sequential, "fused": fused, "fused_speedup": speedup}
+
+
+def startup(runs: int) -> dict:
+    """Process start → first training step of ``python train.py dataset=fashion_mnist
+    trainer.max_epochs=1`` (MLP, progress_bar=log, a store of its own), ``runs`` times after
+    one untimed run that creates the MLflow store and warms the file cache, each followed by
+    a bare Lightning process: what any Lightning run pays to start.
+
+    Times run from the parent's clock just before it starts the child: to the time the
+    child's ``FirstStepMarker`` (``LOSSBENCH_FIRST_STEP_FILE``) writes as its first batch
+    starts, and to the child's exit; ``cpu``: the child's user + system time by then.
+    Medians, and each run's values."""
+    import os
+    import textwrap
+
+    from lossbench.progress import FIRST_STEP_FILE
+
+    # the floor under any Lightning run: a bare LightningModule (one linear layer, random data,
+    # no Hydra, no MLflow) that starts training at once, timed by the same marker
+    bare_lightning = textwrap.dedent("""
+    import torch, pytorch_lightning as pl
+    from lossbench.progress import FirstStepMarker, first_step_file
+    class Bare(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(784, 10)
+        def training_step(self, batch, batch_idx):
+            return torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters())
+    data = torch.utils.data.TensorDataset(torch.randn(256, 784), torch.randint(0, 10, (256,)))
+    pl.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+               enable_model_summary=False, callbacks=[FirstStepMarker(first_step_file())]).fit(
+        Bare(), torch.utils.data.DataLoader(data, batch_size=128))
+    """)
+    args = ["dataset=fashion_mnist", "trainer.max_epochs=1"]
+    times: dict[str, dict[str, list[float]]] = {
+        p: {"first_step_s": [], "first_step_cpu_s": [], "wall_s": [], "modules": []}
+        for p in ("lossbench", "bare_lightning")
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = {
+            "lossbench": [
+                sys.executable, str(ROOT / "train.py"), *args, "progress_bar=log",
+                f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", "logger.experiment_name=startup",
+            ],
+            "bare_lightning": [sys.executable, "-c", bare_lightning],
+        }  # fmt: skip
+        for i in range(runs + 1):
+            for name, cmd in commands.items():
+                mark = Path(tmp) / f"{name}-{i}.json"
+                extra = [f"hydra.run.dir={tmp}/run{i}"] if name == "lossbench" else []
+                env = {**os.environ, FIRST_STEP_FILE: str(mark)}
+                start = time.time()
+                subprocess.run([*cmd, *extra], check=True, capture_output=True, env=env, cwd=ROOT)
+                end = time.time()
+                if not i:  # the first run creates the store: not timed
+                    continue
+                marked = json.loads(mark.read_text())
+                for key, value in (("first_step_s", marked["time"] - start),
+                                   ("first_step_cpu_s", marked["cpu"]), ("wall_s", end - start),
+                                   ("modules", marked["modules"])):  # fmt: skip
+                    times[name][key].append(value)
+    median = {p: {k: statistics.median(v) for k, v in t.items()} for p, t in times.items()}
+    return {
+        "command": f"python train.py {' '.join(args)}",
+        "runs": runs,
+        "cpus": os.cpu_count(),
+        **median["lossbench"],
+        "bare_lightning": median["bare_lightning"],
+        "over_bare_lightning": median["lossbench"]["first_step_s"]
+        / median["bare_lightning"]["first_step_s"],
+        "all": times,
     }
 
 
@@ -262,12 +391,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--amp", action="store_true", help="bf16 mixed precision (GPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--grid", action="store_true", help="also time a whole sweep")
+    parser.add_argument(
+        "--grid", action="store_true",
+        help="also time the multi-class grid (every valid pair x --grid-seeds seeds, 1 epoch), "
+        "sequential and fused",
+    )  # fmt: skip
+    parser.add_argument("--grid-model", choices=["mlp", "cnn"], default="mlp")
+    parser.add_argument("--grid-seeds", type=int, default=3)
+    parser.add_argument(
+        "--grid-sequential-seeds", type=int, default=None,
+        help="seeds of the sequential grid (default: --grid-seeds); fewer: a per-run ratio",
+    )  # fmt: skip
+    parser.add_argument("--grid-only", action="store_true", help="only the grid (no throughput)")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--startup", action="store_true",
+        help="only time train.py's start-up (process start → first step), --repeats runs",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.startup:
+        result = {"startup": startup(args.repeats)}
+        print(json.dumps(result, indent=None if args.json else 2))
+        return result
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data_dir, data_name = fashion_mnist_dir(args.data_dir)
+    if args.grid_only:
+        result = {"device": device_name(device), "data": data_name,
+                  "grid": grids(data_dir, args.grid_model, args.grid_seeds, device,
+                               args.grid_sequential_seeds)}  # fmt: skip
+        print(json.dumps(result, indent=None if args.json else 2))
+        return result
 
     paths = {
         "bare": bare,
@@ -281,8 +435,7 @@ def main(argv: list[str] | None = None) -> dict:
             samples[name].append(path(args, data_dir, device))
     median = {name: statistics.median(v) for name, v in samples.items()}
     result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
-        f"cpu ({torch.get_num_threads()} threads)",
+        "device": device_name(device),
         "data": data_name,
         "model": args.model,
         "batch_size": args.batch_size,
@@ -297,7 +450,9 @@ def main(argv: list[str] | None = None) -> dict:
         "lightning_over_bare": median["lightning"] / median["bare"],
     }  # fmt: skip
     if args.grid:
-        result["grid"] = grid(data_dir)
+        result["grid"] = grids(
+            data_dir, args.grid_model, args.grid_seeds, device, args.grid_sequential_seeds
+        )
     if args.json:
         print(json.dumps(result))
     else:
@@ -324,13 +479,26 @@ def report(result: dict) -> None:
         f"lossbench / naive = {result['lossbench_over_naive']:.2f}   ({result['data']})"
     )
     if "grid" in result:
-        g = result["grid"]
+        report_grid(result["grid"], console)
+
+
+def report_grid(grids: dict, console: Any) -> None:
+    for g in (grids["sequential"], grids["fused"]):
+        peak = "" if g["gpu_peak_mb"] is None else f", GPU peak {g['gpu_peak_mb']:,.0f} MiB"
         console.print(
-            f"grid: {g['runs']} runs in {g['wall_s']:.1f} s ({g['s_per_run']:.1f} s/run); "
-            f"start-up {g['startup_s']:.1f} s once; per run: data {g['data_s_per_run']:.2f} s, "
-            f"setup {g['setup_s_per_run']:.2f} s, fit {g['fit_s_per_run']:.2f} s, "
-            f"test {g['test_s_per_run']:.2f} s, record {g['record_s_per_run']:.2f} s"
+            f"grid ({g['launcher']}, {g['model']}): {g['runs']} runs ({g['pairs']} pairs x "
+            f"{g['seeds']} seeds) in {g['wall_s']:.1f} s ({g['s_per_run']:.2f} s/run{peak}); "
+            f"per run: data {g['data_s_per_run']:.2f} s, setup {g['setup_s_per_run']:.2f} s, "
+            f"fit {g['fit_s_per_run']:.2f} s, test {g['test_s_per_run']:.2f} s, "
+            f"record {g['record_s_per_run']:.2f} s"
         )
+    console.print(f"fused / sequential speed-up: {grids['fused_speedup']:.2f}x")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 if __name__ == "__main__":

@@ -11,11 +11,13 @@ of a label being present, each bin's mean probability against how often its labe
 (``binary_calibration_error``, 15 bins).
 
 Temperature scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks", Sec. 4.2):
-one T > 0, logits divided by T, fitted on the validation split by minimising ``nll`` (L-BFGS on
-log T); ``ece_ts`` and ``nll_ts`` are the scores at that T.
+one T > 0, logits divided by T, fitted on the validation split by minimising ``nll`` (over
+log T, Brent's method in float64); ``ece_ts`` and ``nll_ts`` are the scores at that T.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -30,24 +32,29 @@ from lossbench.heads import Head, Task
 BINS = 15
 
 
+def _real(t: Tensor) -> Tensor:
+    """Float32 logits (bf16 ones cast up); float64 ones stay float64 (temperature fitting)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def distribution(head: Head, logits: Tensor) -> Tensor:
     """Per-sample class probabilities summing to one (multi-class scores)."""
-    p = head.probs(logits.float())
+    p = head.probs(_real(logits))
     return p if head.exclusive else p / p.sum(1, keepdim=True).clamp(min=1e-12)
 
 
 def log_distribution(head: Head, logits: Tensor) -> Tensor:
     if head.exclusive:
-        return F.log_softmax(logits.float(), 1)
-    log_p = F.logsigmoid(logits.float())
+        return F.log_softmax(_real(logits), 1)
+    log_p = F.logsigmoid(_real(logits))
     return log_p - torch.logsumexp(log_p, 1, keepdim=True)
 
 
 def nll(head: Head, logits: Tensor, y: Tensor, task: Task) -> Tensor:
     if task == "multiclass":
         return -log_distribution(head, logits).gather(1, y.long()[:, None]).mean()
-    p = head.probs(logits.float()).clamp(1e-7, 1 - 1e-7)
-    return F.binary_cross_entropy(p, y.float())
+    p = head.probs(_real(logits)).clamp(1e-7, 1 - 1e-7)
+    return F.binary_cross_entropy(p, y.to(p.dtype))
 
 
 def brier(head: Head, logits: Tensor, y: Tensor, task: Task) -> Tensor:
@@ -66,22 +73,23 @@ def ece(head: Head, logits: Tensor, y: Tensor, task: Task) -> Tensor:
 
 
 def fit_temperature(head: Head, logits: Tensor, y: Tensor, task: Task) -> float:
-    """The T > 0 minimising ``nll(logits / T)`` on these samples (L-BFGS on log T, from 1).
-    Runs with gradients even inside Lightning's validation (inference mode)."""
-    with torch.inference_mode(False), torch.enable_grad():
-        z, y = logits.detach().float().clone(), y.clone()
-        log_t = torch.zeros((), requires_grad=True, device=z.device)
-        optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100, line_search_fn="strong_wolfe")
+    """The T > 0 minimising ``nll(logits / T)`` on these samples (Guo et al. 2017): Brent's
+    bounded minimisation of the NLL over log T in [log 1e-3, log 1e3], in float64 (the NLL is
+    flat around its optimum, where float32 rounding would move T). A degenerate fit (at a
+    bound, or not finite) keeps T = 1."""
+    from scipy.optimize import minimize_scalar
 
-        def closure() -> Tensor:
-            optimizer.zero_grad()
-            loss = nll(head, z / log_t.exp(), y, task)
-            loss.backward()
-            return loss
+    z = logits.detach().double()
+    low, high = math.log(1e-3), math.log(1e3)
 
-        optimizer.step(closure)
-        t = float(log_t.exp())
-    return t if t == t and 1e-3 < t < 1e3 else 1.0  # a degenerate fit keeps T = 1
+    def objective(log_t: float) -> float:
+        return float(nll(head, z / math.exp(log_t), y, task))
+
+    with torch.inference_mode():
+        fit = minimize_scalar(objective, bounds=(low, high), method="bounded",
+                              options={"xatol": 1e-10})  # fmt: skip
+    t = math.exp(fit.x)
+    return t if math.isfinite(t) and 1.001e-3 < t < 0.999e3 else 1.0
 
 
 def scores(head: Head, logits: Tensor, y: Tensor, task: Task, temperature: float) -> dict:
@@ -109,10 +117,10 @@ def reliability(head: Head, logits: Tensor, y: Tensor, task: Task) -> dict[str, 
     else:
         confidence = head.probs(logits.float()).flatten()
         correct = y.float().flatten()
-    index = (confidence * BINS).ceil().long().clamp(1, BINS) - 1  # (lo, hi] bins
+    index = ((confidence * BINS).ceil().long().clamp(1, BINS) - 1).cpu()  # (lo, hi] bins
     count = torch.bincount(index, minlength=BINS).float()
     return {
         "count": count.tolist(),
         "confidence": torch.zeros(BINS).index_add_(0, index, confidence.cpu().float()).tolist(),
-        "correct": torch.zeros(BINS).index_add_(0, index, correct.cpu()).tolist(),
+        "correct": torch.zeros(BINS).index_add_(0, index, correct.cpu().float()).tolist(),
     }

@@ -122,6 +122,18 @@ class Classifier(pl.LightningModule):
     def _score(self, stage: str) -> None:
         logits, y = (torch.cat(t) for t in zip(*self._outputs, strict=True))
         self._outputs.clear()
+        values = self.score(stage, logits, y)
+        shown = set(self.metrics[stage].keys()) if stage == "val" else set()
+        self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
+        self.log_dict({k: v for k, v in values.items() if k not in shown})
+
+    def score(self, stage: str, logits: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """The split's scores from its logits (N, C) and targets, under ``<stage>/`` names.
+
+        On the validation split first tunes the thresholds (``head.threshold=tuned``) and fits
+        the temperature; on the test split also keeps the confusion matrix and the
+        reliability-diagram bins. The fused launcher scores its members with this too.
+        """
         if stage == "val" and self.thresholds is not None:
             self.thresholds.copy_(tune_thresholds(self.head.probs(logits), y))
         if stage == "val":
@@ -129,20 +141,22 @@ class Classifier(pl.LightningModule):
         metrics, scores = self.metrics[stage], self.score_metrics[stage]
         predictions = self.head.predict(logits, self.task, self.thresholds)
         metrics.update(predictions, y.long())
-        self.log_dict(metrics, prog_bar=stage == "val")
+        values = dict(metrics.compute())
+        metrics.reset()
         if stage == "test" and self.confusion is not None:  # computed on every rank (DDP sync)
             self.confusion.update(predictions, y.long())
             self.test_confusion = self.confusion.compute().cpu()
             self.confusion.reset()
         if len(scores):
             scores.update(self.head.probs(logits), y.long())
-            self.log_dict(scores)
+            values |= scores.compute()
+            scores.reset()
         comparable = calibration.scores(self.head, logits, y, self.task, float(self.temperature))
         if stage == "test":
             self.test_reliability = calibration.reliability(self.head, logits, y, self.task)
         if self.task == "multilabel":
             comparable |= ranking_scores(self.head.probs(logits), y, predictions)
-        self.log_dict({f"{stage}/{k}": v for k, v in comparable.items()})
+        return values | {f"{stage}/{k}": v for k, v in comparable.items()}
 
     def validation_step(self, batch: list[Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")

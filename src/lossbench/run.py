@@ -84,6 +84,7 @@ class Job:
     name: str
     predictor: dict[str, Any]  # for lossbench.predict, without the run's results
     clock: dict[str, float]
+    rng_state: torch.Tensor  # the CPU RNG once built: what dropout draws from in training
 
 
 def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
@@ -92,8 +93,14 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     ``callbacks`` are added to the Trainer's (the benchmark times training with one). An error
     before the run opens is a :class:`LossbenchError` (one message, exit code 2).
     """
+    return _fit(build(cfg, callbacks))
+
+
+def build(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Job:
+    """Check and build one configuration without opening its run (the fused launcher trains
+    the jobs it builds side by side). Any error is a :class:`LossbenchError`."""
     try:
-        job = _build(cfg, callbacks)
+        return _build(cfg, callbacks)
     except LossbenchError:
         raise
     except Exception as err:
@@ -101,7 +108,6 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
             f"the run could not be set up: {type(err).__name__}: {err}. Fix: correct the "
             "config value or file it names (HYDRA_FULL_ERROR=1 shows the traceback)"
         ) from err
-    return _fit(job)
 
 
 def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
@@ -188,7 +194,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
                  "dataset": dataset, "model": {"name": model_name, "params": model_params},
                  "head": {"name": head_name, **head_params}}  # fmt: skip
     return Job(cfg, resolved, resume, data, module, checkpoint, trainer, logger, name, predictor,
-               clock)  # fmt: skip
+               clock, torch.get_rng_state())  # fmt: skip
 
 
 def _fit(job: Job) -> str:
@@ -199,13 +205,7 @@ def _fit(job: Job) -> str:
     log.info("run %s (%s) → %s", job.name, logger.run_id, logger.experiment.tracking_uri)
     status, stopped, reason, command = "FAILED", None, "", None
     try:
-        if job.resume is None:  # a resumed run has its params (MLflow refuses to change them)
-            params = {**job.resolved, "data_source": job.data.origin}  # where the data came from
-            tracking.log_config(logger, params, OmegaConf.to_yaml(cfg, resolve=True))
-            if data.stressed is not None:
-                tracking.log_stress(logger, data.stressed)
-        else:
-            tracking.reopen(logger)
+        open_run(job)
         clock["fit_start"] = time.perf_counter()
         trainer.fit(module, datamodule=data, ckpt_path=job.resume, weights_only=True)
         clock["fit"] = time.perf_counter()
@@ -213,23 +213,8 @@ def _fit(job: Job) -> str:
         trainer.test(module, datamodule=data, ckpt_path=tested, verbose=False, weights_only=True)
         clock["test"] = time.perf_counter()
         if trainer.is_global_zero:  # under DDP, rank zero alone records
-            if module.thresholds is not None:  # head.threshold=tuned: of the tested weights
-                tracking.log_thresholds(logger, module.thresholds.tolist())
-            if module.test_confusion is not None:
-                tracking.log_confusion(logger, module.test_confusion.tolist(), data.class_names)
-            if module.test_reliability is not None:
-                logger.experiment.log_dict(logger.run_id, module.test_reliability,
-                                           tracking.RELIABILITY)  # fmt: skip
-            if checkpoint.best_model_score is not None:
-                score = {f"{checkpoint.monitor}_best": float(checkpoint.best_model_score)}
-                logger.log_metrics(score, step=trainer.global_step)
-            if cfg.save_weights:
-                thresholds = None if module.thresholds is None else module.thresholds.tolist()
-                spec = {**job.predictor, "thresholds": thresholds,
-                        "preprocessing": data.preprocessing()}  # fmt: skip
-                tracking.log_predictor(logger, module.model, spec, Path(checkpoint.dirpath))
-            tracking.log_loss_curves(logger)
-            tracking.log_timings(logger, clock)
+            score = checkpoint.best_model_score
+            record(job, None if score is None else float(score), trainer.global_step)
         status = "FINISHED"
     except (KeyboardInterrupt, SystemExit) as err:  # Lightning turns Ctrl-C into sys.exit(1)
         status, stopped = "KILLED", err
@@ -255,6 +240,39 @@ def _fit(job: Job) -> str:
         code = stopped.code if isinstance(stopped, SystemExit) and stopped.code else None
         raise SystemExit(code or 128 + signal.SIGTERM) from stopped
     return logger.run_id
+
+
+def open_run(job: Job) -> None:
+    """Open the job's MLflow run with its params (and the stress applied to its data), or
+    reopen the KILLED run it resumes."""
+    if job.resume is None:  # a resumed run has its params (MLflow refuses to change them)
+        params = {**job.resolved, "data_source": job.data.origin}  # where the data came from
+        tracking.log_config(job.logger, params, OmegaConf.to_yaml(job.cfg, resolve=True))
+        if job.data.stressed is not None:
+            tracking.log_stress(job.logger, job.data.stressed)
+    else:
+        tracking.reopen(job.logger)
+
+
+def record(job: Job, best_score: float | None, step: int) -> None:
+    """What a tested run records besides its metrics: thresholds, confusion matrix,
+    reliability bins, ``<monitor>_best``, weights and predictor, loss curves, timings."""
+    module, logger, checkpoint = job.module, job.logger, job.checkpoint
+    if module.thresholds is not None:  # head.threshold=tuned: of the tested weights
+        tracking.log_thresholds(logger, module.thresholds.tolist())
+    if module.test_confusion is not None:
+        tracking.log_confusion(logger, module.test_confusion.tolist(), job.data.class_names)
+    if module.test_reliability is not None:
+        logger.experiment.log_dict(logger.run_id, module.test_reliability, tracking.RELIABILITY)
+    if best_score is not None:
+        logger.log_metrics({f"{checkpoint.monitor}_best": best_score}, step=step)
+    if job.cfg.save_weights:
+        thresholds = None if module.thresholds is None else module.thresholds.tolist()
+        spec = {**job.predictor, "thresholds": thresholds,
+                "preprocessing": job.data.preprocessing()}  # fmt: skip
+        tracking.log_predictor(logger, module.model, spec, Path(checkpoint.dirpath))
+    tracking.log_loss_curves(logger)
+    tracking.log_timings(logger, job.clock)
 
 
 def _rebuild(model: torch.nn.Module) -> dict[str, Any]:

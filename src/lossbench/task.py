@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -57,27 +59,33 @@ def main(cfg: DictConfig) -> float | str | None:
             print_run(cfg.logger.tracking_uri, run_id)
             return objective(cfg, run_id)
         return None
+    done, run_id = in_sweep(cfg, lambda: train(cfg))
+    if done or run_id is None:
+        return run_id
+    write_outcome(cfg, "FINISHED", run_id=run_id)
+    return objective(cfg, run_id)
+
+
+def in_sweep(cfg: DictConfig, action: Callable[[], Any]) -> tuple[bool, Any]:
+    """``(False, action())``, or, where the job ends before training: ``(True, value)`` after
+    writing its outcome. A refused pair or an already finished config is skipped (an already
+    finished one's value is its ``optimized_metric``), any other error is a failed job (value
+    None)."""
     try:
-        run_id = train(cfg)
+        return False, action()
     except (InvalidPair, AlreadyDone) as err:
         log.warning("skipped: %s", err)
         if isinstance(err, AlreadyDone):
-            _outcome(cfg, "SKIPPED", reason=str(err), run_id=err.run_id)
-            return objective(cfg, err.run_id)
-        _outcome(cfg, "SKIPPED", reason=str(err))
-        return None
+            write_outcome(cfg, "SKIPPED", reason=str(err), run_id=err.run_id)
+            return True, objective(cfg, err.run_id)
+        write_outcome(cfg, "SKIPPED", reason=str(err))
     except LossbenchError as err:
         log.error("failed: %s", err)
-        _outcome(cfg, "FAILED", reason=str(err))
-        return None
+        write_outcome(cfg, "FAILED", reason=str(err))
     except Exception as err:
         log.exception("failed: %s", err)
-        _outcome(cfg, "FAILED", reason=f"{type(err).__name__}: {err}")
-        return None
-    if run_id is None:
-        return None
-    _outcome(cfg, "FINISHED", run_id=run_id)
-    return objective(cfg, run_id)
+        write_outcome(cfg, "FAILED", reason=f"{type(err).__name__}: {err}")
+    return True, None
 
 
 def _over_seeds(cfg: DictConfig) -> float | None:
@@ -99,23 +107,23 @@ def _over_seeds(cfg: DictConfig) -> float | None:
             if not sweep:
                 raise
             log.warning("skipped: %s", err)
-            _outcome(cfg, "SKIPPED", reason=str(err))
+            write_outcome(cfg, "SKIPPED", reason=str(err))
             return None
         except Exception as err:
             if not sweep:
                 raise
             log.exception("failed: %s", err)
             reason = str(err) if isinstance(err, LossbenchError) else f"{type(err).__name__}: {err}"
-            _outcome(cfg, "FAILED", reason=f"seed {seed}: {reason}")
+            write_outcome(cfg, "FAILED", reason=f"seed {seed}: {reason}")
             return None
         values.append(float(objective(one, run_id)))
         run_ids.append(run_id)
     if sweep:
-        _outcome(cfg, "FINISHED", run_id=",".join(run_ids))
+        write_outcome(cfg, "FINISHED", run_id=",".join(run_ids))
     return sum(values) / len(values)
 
 
-def _outcome(cfg: DictConfig, status: str, **fields: str) -> None:
+def write_outcome(cfg: DictConfig, status: str, **fields: str) -> None:
     """Write the job's ``outcome.json`` (status, reason or run id, its overrides)."""
     # unresolved: an override may hold an interpolation, e.g. optimizer.lr='${tuned_lr...}'
     overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)

@@ -5,8 +5,10 @@ of the same permutation, decoded per sample by DataLoader workers into pinned me
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +26,21 @@ from lossbench.registry import Registry
 DATASETS: Registry[type[ClassificationData]] = Registry("dataset")
 SPLITS = ("train", "val", "test")
 Augment = Callable[[Tensor], Tensor]  # one uint8 image (C, H, W) → an augmented one
+# splits loaded once per process and shared by data modules of one config (shared_splits)
+_SHARED: dict[str, tuple[dict[str, InMemorySplit], Stress | None]] | None = None
+
+
+@contextmanager
+def shared_splits() -> Iterator[None]:
+    """Within this block, data modules of the same dataset config (``cache_key``, noise and
+    imbalance) load and stress their splits once and share the tensors: the fused launcher
+    builds one data module per member, all reading the same in-memory split."""
+    global _SHARED
+    outer, _SHARED = _SHARED, {} if _SHARED is None else _SHARED
+    try:
+        yield
+    finally:
+        _SHARED = outer
 
 
 def split_indices(n: int, sizes: Sequence[int], seed: int) -> list[Tensor]:
@@ -157,6 +174,7 @@ class ClassificationData(pl.LightningDataModule):
         self.noise, self.imbalance = NoiseConfig(), ImbalanceConfig()
         self.name = type(self).__name__.lower()
         self.stressed: Stress | None = None  # what noise/imbalance did, once applied
+        self.cache_key: str | None = None  # the config that fixes the splits (make_datamodule)
 
     def set_stress(self, noise: NoiseConfig, imbalance: ImbalanceConfig, name: str) -> None:
         """Label noise and class imbalance for the training split (``lossbench.data.stress``);
@@ -238,9 +256,19 @@ class ClassificationData(pl.LightningDataModule):
         if self.stream:
             return
         if not self.splits:
-            loaded = self.load_splits()
-            keep, targets = self.stress_targets({k: y for k, (_, y) in loaded.items()})
-            self.splits = {k: InMemorySplit(x[keep[k]], targets[k]) for k, (x, _) in loaded.items()}
+            key = None
+            if _SHARED is not None and self.cache_key is not None:
+                key = json.dumps([self.cache_key, repr(self.noise), repr(self.imbalance)])
+            if key is not None and key in _SHARED:
+                self.splits, self.stressed = _SHARED[key]
+            else:
+                loaded = self.load_splits()
+                keep, targets = self.stress_targets({k: y for k, (_, y) in loaded.items()})
+                self.splits = {
+                    k: InMemorySplit(x[keep[k]], targets[k]) for k, (x, _) in loaded.items()
+                }
+                if key is not None:
+                    _SHARED[key] = (self.splits, self.stressed)
         if any(s.tensors[0].device != self.device for s in self.splits.values()):
             self.splits = {k: v.to(self.device) for k, v in self.splits.items()}
 
@@ -320,4 +348,6 @@ def make_datamodule(
 ) -> ClassificationData:
     """The data module registered under ``name``, built from its config parameters; training
     batches are shuffled by a generator seeded with ``shuffle_seed`` (the run's seed)."""
-    return DATASETS[name](data_dir=data_dir, shuffle_seed=shuffle_seed, **params)
+    module = DATASETS[name](data_dir=data_dir, shuffle_seed=shuffle_seed, **params)
+    module.cache_key = json.dumps([name, str(data_dir), params], sort_keys=True, default=str)
+    return module

@@ -18,6 +18,8 @@ class MLP(nn.Module):
     Works on any input shape (images are flattened), so it serves the synthetic set too.
     """
 
+    sequential = True  # a plain sequence of layers: the fused launcher can stack copies
+
     def __init__(
         self,
         input_shape: Sequence[int],
@@ -48,6 +50,8 @@ class CNN(nn.Module):
 
     For (channels, height, width) image inputs.
     """
+
+    sequential = True  # a plain sequence of layers: the fused launcher can stack copies
 
     def __init__(
         self,

@@ -1,0 +1,144 @@
+"""The fused launcher: a sweep's jobs grouped (``lossbench.fused.grouping``), each group of
+several trained side by side (``lossbench.fused.loop``), each group of one as Hydra's basic
+launcher runs a job. Every job keeps its own output folder, ``.hydra`` configs, MLflow run and
+``outcome.json``, so the sweep's summary, the report and the sweepers work unchanged.
+
+Modelled on Hydra's ``BasicLauncher``. lossbench itself is imported when the launcher runs,
+not when Hydra discovers its plugins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger("lossbench")
+
+
+class FusedLauncher(Launcher):
+    def __init__(self, max_group: int = 64) -> None:
+        super().__init__()
+        self.max_group = max_group
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        from lossbench.errors import LossbenchError
+        from lossbench.fused import grouping
+
+        assert self.config is not None and self.hydra_context is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        if self.max_group < 1:
+            raise LossbenchError(
+                f"hydra.launcher.max_group={self.max_group} is out of range: it must be >= 1. "
+                "Fix: set e.g. `hydra.launcher.max_group=64`"
+            )
+        configs = []
+        for idx, overrides in enumerate(job_overrides, initial_job_idx):
+            config = self.hydra_context.config_loader.load_sweep_config(
+                self.config, list(overrides)
+            )
+            with open_dict(config):
+                config.hydra.job.id = config.hydra.job.num = idx
+            configs.append(config)
+        tasks = [_task_part(c) for c in configs]
+        groups = grouping.plan(tasks, self.max_group)
+        overrides = [filter_overrides(c.hydra.overrides.task) for c in configs]
+        common = set.intersection(*(set(o) for o in overrides)) if overrides else set()
+        labels = [f"#{c.hydra.job.num} " + " ".join(o for o in job if o not in common)
+                  for c, job in zip(configs, overrides, strict=True)]  # fmt: skip
+        log.info("Launching %d jobs in %d groups (fused launcher, max_group=%d)",
+                 len(configs), len(groups), self.max_group)  # fmt: skip
+        for line in grouping.describe(groups, labels):
+            log.info("\t%s", line)
+        returns: list[JobReturn | None] = [None] * len(configs)
+        for number, group in enumerate(groups, 1):
+            if len(group.jobs) == 1:
+                i = group.jobs[0]
+                returns[i] = run_job(hydra_context=self.hydra_context,
+                                     task_function=self.task_function, config=configs[i],
+                                     job_dir_key="hydra.sweep.dir",
+                                     job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+            else:
+                chosen = [configs[i] for i in group.jobs]
+                name = f"{Path(str(self.config.hydra.sweep.dir)).name}-g{number}"
+                for i, ret in zip(group.jobs, self._fused(chosen, name), strict=True):
+                    returns[i] = ret
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return [r for r in returns if r is not None]
+
+    def _fused(self, configs: list[DictConfig], group: str) -> list[JobReturn]:
+        """Build every job in its own output folder (as ``run_job`` would run it), train the
+        built ones side by side, and write each job's outcome."""
+        from lossbench import run, task
+        from lossbench.data.base import shared_splits
+        from lossbench.fused.loop import fit_group
+
+        built: dict[int, Any] = {}
+
+        def builder(index: int) -> TaskFunction:
+            def build(cfg: DictConfig) -> Any:
+                OmegaConf.resolve(cfg)  # its output folder, while this job's HydraConfig is set
+                ended, value = task.in_sweep(cfg, lambda: run.build(cfg))
+                if not ended:
+                    built[index] = value
+                return value if ended else None
+
+            return build
+
+        returns = []
+        with shared_splits():
+            for i, config in enumerate(configs):
+                returns.append(run_job(hydra_context=self.hydra_context,
+                                       task_function=builder(i), config=config,
+                                       job_dir_key="hydra.sweep.dir",
+                                       job_subdir_key="hydra.sweep.subdir"))  # fmt: skip
+        if not built:
+            return returns
+        order = sorted(built)
+        members = fit_group([built[i] for i in order], group)
+        for i, member in zip(order, members, strict=True):
+            job, config, ret = member.job, configs[i], returns[i]
+            HydraConfig.instance().set_config(config)  # the job's overrides, for its outcome
+            run_id = job.logger.run_id
+            if member.status == "FINISHED":
+                task.write_outcome(job.cfg, "FINISHED", run_id=run_id)
+                ret.return_value = task.objective(job.cfg, run_id)
+            else:
+                task.write_outcome(job.cfg, member.status, reason=member.reason, run_id=run_id)
+                ret.return_value = None
+            ret.status = JobStatus.COMPLETED
+        return returns
+
+
+def _task_part(config: DictConfig) -> DictConfig:
+    """The job's config without Hydra's node (what the task function gets)."""
+    task_cfg = config.copy()
+    with open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg

@@ -1,0 +1,115 @@
+"""Which jobs of a sweep can train side by side: the fused launcher's groups.
+
+Jobs share one training loop when their configs agree on everything but ``seed``, ``head``
+and ``loss`` (with its parameters): the same dataset and data options, model, optimizer and
+lr, schedule and trainer settings. A job is trained on its own (a group of one) where its
+config cannot be fused; :func:`why_alone` says why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+# what may differ within a group (and where each job writes)
+PER_MEMBER = ("seed", "head", "loss", "output_dir", "resume")
+ELEMENTWISE_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD")
+PRECISIONS = ("32-true", "32", "bf16-mixed")
+
+
+@dataclass
+class Group:
+    """Job indices (into the sweep's list) trained together; ``alone``: why a group of one."""
+
+    jobs: list[int]
+    alone: str | None = None
+
+
+def refused_pair(cfg: DictConfig) -> str | None:
+    """Why the job's head and loss make no sense on its dataset (it will be skipped), or None."""
+    from lossbench import matrix
+    from lossbench.data import DATASETS
+    from lossbench.errors import InvalidPair
+
+    try:
+        params = OmegaConf.to_container(cfg.dataset, resolve=True)
+        task = DATASETS[cfg.dataset.name].task_of(params)
+        matrix.check(task, cfg.head.name, cfg.loss.name)
+    except InvalidPair as err:
+        return str(err)
+    except Exception:  # anything else is for the job itself to report
+        return None
+    return None
+
+
+def why_alone(cfg: DictConfig) -> str | None:
+    """None if this job can be fused with others of its kind, else the reason it cannot."""
+    if (refused := refused_pair(cfg)) is not None:
+        return f"skipped, {refused.split(':')[0]}"
+    from lossbench.models import MODELS  # the registry, to ask the model class
+
+    t = cfg.trainer
+    model = MODELS[cfg.model.name] if cfg.model.name in MODELS else None  # noqa: SIM401
+    reasons = {
+        f"model={cfg.model.name} is not a plain sequence of layers (mlp and cnn are)":
+            model is None or not getattr(model, "sequential", False),
+        f"augment={cfg.augment.name} (augmentation is per run)": cfg.augment.name != "none",
+        "dataset.in_memory=false (a fused group shares one in-memory split)":
+            cfg.dataset.get("in_memory", "auto") is False,
+        "compile=true": bool(cfg.compile),
+        "tune.seeds (a tuning trial runs its seeds in turn)": bool(cfg.tune.seeds),
+        "resume= (a resumed run continues alone)": bool(cfg.resume),
+        f"optimizer {cfg.optimizer._target_} (fused: Adam, AdamW, SGD)":
+            cfg.optimizer._target_ not in ELEMENTWISE_OPTIMIZERS,
+        f"trainer.precision={t.precision} (fused: {', '.join(PRECISIONS)})":
+            str(t.precision) not in PRECISIONS,
+        "trainer.gradient_clip_val (clipping by each run's own norm)":
+            t.gradient_clip_val not in (None, 0),
+        "trainer.accumulate_grad_batches > 1": t.accumulate_grad_batches != 1,
+        "several devices or nodes (fused groups train on one device)":
+            str(t.devices) not in ("1", "auto") or t.num_nodes != 1
+            or str(t.strategy) not in ("auto",),
+    }  # fmt: skip
+    return next((why for why, bad in reasons.items() if bad), None)
+
+
+def key(cfg: DictConfig) -> str:
+    """What a group's jobs share: the config without its per-member keys."""
+    shared = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(shared, dict)
+    for name in PER_MEMBER:
+        shared.pop(name, None)
+    shared.get("trainer", {}).pop("default_root_dir", None)
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def plan(configs: Sequence[DictConfig], max_group: int) -> list[Group]:
+    """The sweep's jobs (task configs, in order) as groups of at most ``max_group``."""
+    groups: dict[str, list[int]] = {}
+    out: list[Group] = []
+    for i, cfg in enumerate(configs):
+        why = why_alone(cfg)
+        if why is not None:
+            out.append(Group([i], why))
+        else:
+            groups.setdefault(key(cfg), []).append(i)
+    for jobs in groups.values():
+        for start in range(0, len(jobs), max_group):
+            chunk = jobs[start : start + max_group]
+            out.append(Group(chunk, None if len(chunk) > 1 else "the only job of its kind"))
+    return sorted(out, key=lambda g: g.jobs[0])
+
+
+def describe(groups: Sequence[Group], labels: Sequence[str]) -> list[str]:
+    """One log line per group: its jobs (by ``labels``) and, for a group of one, why."""
+    lines = []
+    for n, g in enumerate(groups, 1):
+        what = f"fused, {len(g.jobs)} runs" if g.alone is None else f"alone: {g.alone}"
+        shown = [labels[i] for i in g.jobs[:4]]
+        more = f", ... ({len(g.jobs) - 4} more)" if len(g.jobs) > 4 else ""
+        names = ", ".join(shown) + more
+        lines.append(f"group {n} ({what}): {names}")
+    return lines

@@ -1,0 +1,332 @@
+"""Train a group of built runs side by side: one stacked network, one optimizer step for all.
+
+Each member keeps what its sequential run has: its initial weights (built from its seed by
+:func:`lossbench.run.build`), its data order (its seed's permutation of the shared in-memory
+training split), its head, criterion, metrics, thresholds and temperature, its best
+checkpoint (kept in memory; tested with ``test_on=best``) and its MLflow run, with the same
+name, tags, params, metric names and steps as Lightning would log, plus the tag
+``fused_group``. The optimizer and the schedule are the group's (one lr for all); Adam, AdamW
+and SGD act element by element, so one step over the stacked parameters is each member's own
+step. A member whose loss turns NaN or infinite is recorded FAILED at that step, its loss and
+gradients are left out from then on, and the others go on. Ctrl-C or SIGTERM end every open
+member KILLED; a fused member is not resumed from a checkpoint: run the sweep again, and its
+finished runs are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lossbench import run, tracking
+from lossbench.errors import NonFiniteLoss
+from lossbench.fused.stacked import StackedNet
+from lossbench.run import Job
+
+log = logging.getLogger("lossbench")
+GROUP_TAG = "fused_group"
+
+
+class Terminated(BaseException):
+    """SIGTERM during a fused fit (raised by the handler this module installs)."""
+
+
+@dataclass
+class Member:
+    """One run of the group and where it stands."""
+
+    job: Job
+    index: int
+    status: str = "RUNNING"
+    reason: str = ""
+    best: float | None = None
+    best_state: dict[str, Any] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.status == "RUNNING"
+
+
+def device_of(trainer: Any) -> torch.device:
+    """The one device a fused group trains on: ``trainer.accelerator`` (auto: a GPU if any)."""
+    accelerator = str(trainer.accelerator)
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _limit(batches: int, limit: int | float | None) -> int:
+    """Lightning's ``limit_*_batches``: all (None), a count (int) or a fraction (float)."""
+    if limit is None:
+        return batches
+    if isinstance(limit, float) and limit <= 1.0:
+        return max(1, int(batches * limit)) if limit > 0 else 0
+    return min(batches, int(limit))
+
+
+def fit_group(jobs: list[Job], group: str) -> list[Member]:
+    """Open, train, test and record every job of ``jobs`` side by side; return the members
+    with their final status (FINISHED, FAILED with its reason). SIGTERM or Ctrl-C: every open
+    member is recorded KILLED and ``SystemExit`` (143 or 130) is raised."""
+    members = [Member(job, i) for i, job in enumerate(jobs)]
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        _fit(members, group)
+    except (KeyboardInterrupt, Terminated) as err:
+        name = "SIGTERM" if isinstance(err, Terminated) else "SIGINT (Ctrl-C)"
+        reason = (f"stopped by {name}; a fused member is not resumed from a checkpoint: run "
+                  "the sweep again (its finished runs are skipped)")  # fmt: skip
+        for m in members:
+            if m.alive:
+                _end(m, "KILLED", reason, err)
+        ids = ", ".join(m.job.logger.run_id for m in members if m.status == "KILLED")
+        print(f"\nlossbench: fused group {group} was {reason.split(';')[0]}; runs {ids} are "
+              "KILLED. Run the sweep again to train them anew.", file=sys.stderr)  # fmt: skip
+        raise SystemExit(128 + (signal.SIGTERM if name == "SIGTERM" else signal.SIGINT)) from err
+    except Exception as err:  # a bug or a broken device: every open member FAILED, with why
+        log.exception("fused group %s failed: %s", group, err)
+        for m in members:
+            if m.alive:
+                _end(m, "FAILED", f"{type(err).__name__}: {err}", err)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return members
+
+
+def _end(m: Member, status: str, reason: str, err: BaseException | None = None) -> None:
+    """End member ``m``'s run with ``status`` (its reason as the run's failure tag)."""
+    m.status, m.reason = status, reason
+    logger = m.job.logger
+    try:
+        if err is not None:
+            tracking.record_failure(logger, err, status, reason=reason)
+    finally:
+        tracking.end_run(logger, status)
+
+
+def _fit(members: list[Member], group: str) -> None:
+    jobs = [m.job for m in members]
+    first = jobs[0]
+    cfg, t = first.cfg, first.cfg.trainer
+    device = device_of(t)
+    if device.type == "cuda" and t.benchmark is not False and not t.deterministic:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the grouped convs' kernels
+    count = len(members)
+    data = first.data
+    splits = {k: v.to(device) for k, v in data.splits.items()}
+    generators = None
+    if device.type == "cpu":  # each member's dropout masks from its own RNG state
+        generators = [torch.Generator().set_state(j.rng_state) for j in jobs]
+    net = StackedNet([j.module.model for j in jobs], generators).to(device)
+    for j in jobs:
+        j.module.to(device)
+    optimizer = first.module.optimizer_factory(net.parameters())
+    n, batch = len(splits["train"]), data.batch_size
+    per_epoch = _limit(math.ceil(n / batch), t.limit_train_batches)
+    epochs = t.max_epochs if t.max_epochs is not None else (1000 if t.max_steps == -1 else 10**9)
+    total = epochs * per_epoch if t.max_steps == -1 else min(epochs * per_epoch, t.max_steps)
+    scheduler = None
+    if first.module.scheduler_factory is not None:
+        scheduler = first.module.scheduler_factory(optimizer, total, max(1, per_epoch))
+    log_every = t.log_every_n_steps or 50
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
+                if str(t.precision) == "bf16-mixed" else nullcontext())  # fmt: skip
+    for j in jobs:
+        log.info("run %s (%s) → %s [fused group %s]", j.name, j.logger.run_id,
+                 j.logger.experiment.tracking_uri, group)  # fmt: skip
+        run.open_run(j)
+        j.logger.experiment.set_tag(j.logger.run_id, GROUP_TAG, group)
+        j.clock["fit_start"] = time.perf_counter()
+    x_train, y_train = splits["train"].tensors
+    step, epoch = 0, 0
+    dead: list[int] = []
+    first_bad = torch.full((count,), -1, device=device)
+    step_t = torch.zeros((), dtype=torch.long, device=device)
+    alive, dead_known = torch.ones(count, dtype=torch.bool, device=device), 0
+    for j in jobs:
+        j.module.train()
+    while epoch < epochs and step < total:
+        net.train()
+        order = torch.stack([torch.randperm(n, generator=j.data.shuffle) for j in jobs])
+        order = order.to(device)
+        loss_sums = torch.zeros(count, device=device)
+        seen = 0
+        for b in range(per_epoch):
+            if step >= total:
+                break
+            index = order[:, b * batch : (b + 1) * batch]
+            x, y = data.on_after_batch_transfer([x_train[index], y_train[index]], 0)
+            log_now = (step + 1) % log_every == 0
+            if log_now and scheduler is not None:
+                lr = optimizer.param_groups[0]["lr"]
+                for m in members:
+                    if m.alive:
+                        m.job.logger.log_metrics({"train/lr": lr}, step=step)
+            with autocast:  # as Lightning's bf16-mixed: the forward pass and the losses
+                logits = net(x)
+                losses = [j.module.criterion(logits[i], y[i]) for i, j in enumerate(jobs)]
+                losses = torch.stack([loss.float() for loss in losses])
+            finite = torch.isfinite(losses.detach())
+            if device.type == "cpu":
+                for i in (~finite).nonzero().flatten().tolist():
+                    if members[i].alive:
+                        _fail(members[i], step)
+                        dead.append(i)
+            else:  # the first bad step stays on the device; read when logging
+                first_bad = torch.where((first_bad < 0) & ~finite, step_t, first_bad)
+                step_t += 1
+            if len(dead) != dead_known:  # the alive mask changes only when a member fails
+                alive = torch.tensor([m.alive for m in members], device=device)
+                dead_known = len(dead)
+            total_loss = torch.where(finite & alive, losses, torch.zeros_like(losses)).sum()
+            optimizer.zero_grad(set_to_none=True)
+            total_loss.backward()
+            if dead:
+                for p in net.parameters():
+                    if p.grad is not None:
+                        p.grad.view(count, -1)[dead] = 0
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            detached = losses.detach().float()
+            rows = len(index[0])
+            loss_sums += detached * rows
+            seen += rows
+            if log_now or b == per_epoch - 1:
+                if device.type != "cpu":
+                    _collect_bad(members, first_bad, dead)
+                if log_now:
+                    values = detached.tolist()
+                    for i, m in enumerate(members):
+                        if m.alive:
+                            m.job.logger.log_metrics({"train/loss": values[i], "epoch": epoch},
+                                                     step=step)  # fmt: skip
+            step += 1
+        at = step - 1  # Lightning logs epoch-end values at the last step's index
+        epoch_losses = (loss_sums / max(seen, 1)).tolist()
+        for m in members:
+            if m.alive:
+                m.job.logger.log_metrics({"train/loss_epoch": epoch_losses[m.index],
+                                          "epoch": epoch}, step=at)  # fmt: skip
+        if (epoch + 1) % (t.check_val_every_n_epoch or 1) == 0:
+            _validate(members, net, splits["val"], data, t, epoch, at, autocast)
+        log.info("fused group %s: epoch %d/%d, %d of %d runs training", group, epoch + 1,
+                 epochs, sum(m.alive for m in members), count)  # fmt: skip
+        epoch += 1
+    for j in jobs:
+        j.clock["fit"] = time.perf_counter()
+    _test(members, net, splits["test"], data, t, cfg.test_on, epoch, step, autocast)
+
+
+def _fail(m: Member, step: int) -> None:
+    err = NonFiniteLoss(step)
+    _end(m, "FAILED", f"{type(err).__name__}: {err}", err)  # the tag a sequential run gets
+    log.error("run %s failed: %s", m.job.name, err)
+
+
+def _collect_bad(members: list[Member], first_bad: Tensor, dead: list[int]) -> None:
+    for i, at in enumerate(first_bad.tolist()):
+        if at >= 0 and members[i].alive:
+            _fail(members[i], at)
+            dead.append(i)
+
+
+@torch.no_grad()
+def _logits(
+    net: StackedNet, split: Any, data: Any, limit: Any, autocast: Any
+) -> tuple[Tensor, Tensor, list[int]]:
+    """Every member's logits ``(M, N, C)`` of a split (in order, ``limit_*_batches`` applied),
+    its targets and the batch sizes."""
+    n, batch = len(split), data.batch_size
+    batches = _limit(math.ceil(n / batch), limit)
+    outs, ys, sizes = [], [], []
+    for b in range(batches):
+        rows = torch.arange(b * batch, min(n, (b + 1) * batch), device=split.tensors[0].device)
+        x, y = data.on_after_batch_transfer(split[rows], 0)
+        with autocast:
+            outs.append(net(x, shared=True))
+        ys.append(y)
+        sizes.append(len(y))
+    return torch.cat(outs, 1), torch.cat(ys), sizes
+
+
+def _split_loss(m: Member, logits: Tensor, y: Tensor, sizes: list[int]) -> float:
+    """The batch-size-weighted mean of the per-batch losses (Lightning's epoch mean)."""
+    total, start = logits.new_zeros(()), 0
+    for size in sizes:
+        loss = m.job.module.criterion(logits[start : start + size], y[start : start + size])
+        total = total + loss.float() * size
+        start += size
+    return float(total) / max(1, start)
+
+
+def _validate(members: list[Member], net: StackedNet, split: Any, data: Any, t: Any,
+              epoch: int, at: int, autocast: Any) -> None:  # fmt: skip
+    net.eval()
+    logits, y, sizes = _logits(net, split, data, t.limit_val_batches, autocast)
+    net.train()
+    for m in members:
+        if not m.alive:
+            continue
+        module, checkpoint = m.job.module, m.job.checkpoint
+        member_logits = logits[m.index].float()
+        values = {"val/loss": _split_loss(m, member_logits, y, sizes)}
+        values |= {k: float(v) for k, v in module.score("val", member_logits, y).items()}
+        m.job.logger.log_metrics({**values, "epoch": epoch}, step=at)
+        current = values.get(checkpoint.monitor)
+        if current is None or not math.isfinite(current):
+            continue
+        lower = checkpoint.mode == "min"
+        better = m.best is None or (current < m.best if lower else current > m.best)
+        if better:
+            m.best = current
+            m.best_state = {"net": net.member_state(m.index), "buffers": _buffers(module)}
+
+
+def _buffers(module: torch.nn.Module) -> dict[str, Tensor | None]:
+    return {k: None if getattr(module, k) is None else getattr(module, k).detach().clone()
+            for k in ("temperature", "thresholds")}  # fmt: skip
+
+
+def _test(members: list[Member], net: StackedNet, split: Any, data: Any, t: Any, test_on: str,
+          epoch: int, step: int, autocast: Any) -> None:  # fmt: skip
+    alive = [m for m in members if m.alive]
+    if not alive:
+        return
+    for m in alive:
+        if test_on == "best" and m.best_state is not None:
+            net.load_member(m.index, m.best_state["net"])
+            for k, v in m.best_state["buffers"].items():
+                if v is not None:
+                    getattr(m.job.module, k).copy_(v)
+    net.eval()
+    logits, y, sizes = _logits(net, split, data, t.limit_test_batches, autocast)
+    for m in alive:
+        module = m.job.module
+        try:
+            module.model.load_state_dict(net.member_state(m.index))  # the tested weights
+            module.eval()
+            member_logits = logits[m.index].float()
+            values = {"test/loss": _split_loss(m, member_logits, y, sizes)}
+            values |= {k: float(v) for k, v in module.score("test", member_logits, y).items()}
+            m.job.logger.log_metrics({**values, "epoch": epoch}, step=step)
+            m.job.clock["test"] = time.perf_counter()
+            run.record(m.job, m.best, step)
+            _end(m, "FINISHED", "")
+        except Exception as err:
+            log.exception("run %s failed while testing: %s", m.job.name, err)
+            _end(m, "FAILED", f"{type(err).__name__}: {err}", err)

@@ -1,0 +1,182 @@
+"""The fused launcher (``hydra/launcher=fused``): a sweep's compatible jobs trained side by side,
+each still its own MLflow run, with the metric history of its sequential run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT, TINY_OVERRIDES, compose_cfg, run_train, sqlite_uri
+from lossbench import run
+from lossbench.errors import NonFiniteLoss
+from lossbench.fused import grouping
+from lossbench.fused.stacked import StackedNet
+from lossbench.models import make_model
+
+# a loss whose value overflows float32 at once: the group's non-finite member
+SCE_INF = """defaults:
+  - /schema/loss@_here_: sce
+  - _self_
+
+name: sce
+alpha: 1.0e+39
+beta: 1.0
+"""
+GRID = ["head=softmax,sigmoid", "loss=ce,bce_logits,focal,sce_inf", "seed=1,2"]
+PAIRS = [("softmax", "ce"), ("softmax", "focal"), ("softmax", "sce_inf"),
+         ("sigmoid", "bce_logits"), ("sigmoid", "focal")]  # fmt: skip
+# where and how a run was started, not what it computed: not compared
+WHERE = ("host", "pid", "pid_start", "output_dir", "sweep_id", "fused_group", "mlflow.source.name",
+         "mlflow.source.type", "mlflow.source.git.commit", "mlflow.source.git.branch")  # fmt: skip
+IGNORED_PARAMS = ("output_dir", "output_roots", "logger/tracking_uri", "trainer/default_root_dir")
+
+
+def searchpath(tmp: Path) -> str:
+    conf = tmp / "conf" / "loss"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "sce_inf.yaml").write_text(SCE_INF)
+    return f"hydra.searchpath=[file://{tmp / 'conf'}]"
+
+
+@pytest.fixture(scope="module")
+def fused_and_sequential(tmp_path_factory, tiny_data):
+    """The grid (CNN: BatchNorm and dropout) fused in one sweep, and each valid job again as a
+    sequential run in-process; returns (client, fused runs by name, seq client, seq runs)."""
+    tmp = tmp_path_factory.mktemp("fused")
+    data_dir = tiny_data[0]
+    extra = [*TINY_OVERRIDES, "model=cnn", searchpath(tmp)]
+    proc = run_train(tmp, data_dir, *extra, "hydra/launcher=fused", *GRID, multirun=True)
+    fused = MlflowClient(sqlite_uri(tmp / "mlflow.db"))
+    runs = fused.search_runs([fused.get_experiment_by_name("lossbench").experiment_id])
+    seq_uri = sqlite_uri(tmp / "sequential.db")
+    seq_ids = {}
+    for head, loss in PAIRS:
+        for seed in (1, 2):
+            overrides = [*extra, f"data_dir={data_dir}", f"logger.tracking_uri={seq_uri}",
+                         f"head={head}", f"loss={loss}", f"seed={seed}"]  # fmt: skip
+            cfg = compose_cfg(overrides, tmp / "sequential" / f"{head}-{loss}-{seed}")
+            try:
+                seq_ids[(head, loss, seed)] = run.train(cfg)
+            except NonFiniteLoss:
+                seq_ids[(head, loss, seed)] = None
+    seq = MlflowClient(seq_uri)
+    seq_runs = seq.search_runs([seq.get_experiment_by_name("lossbench").experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    return proc, fused, by_name, seq, {r.info.run_name: r for r in seq_runs}
+
+
+def test_each_member_is_its_own_run_with_the_sequential_history(fused_and_sequential) -> None:
+    proc, fused, runs, seq, seq_runs = fused_and_sequential
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # one member FAILED
+    assert "group 1 (fused, 10 runs)" in proc.stderr + proc.stdout
+    assert sorted(runs) == sorted(seq_runs) and len(runs) == 10
+    groups = {r.data.tags["fused_group"] for r in runs.values()}
+    assert len(groups) == 1
+    for name, mine in runs.items():
+        theirs = seq_runs[name]
+        assert mine.info.status == theirs.info.status, name
+        for tag, value in theirs.data.tags.items():
+            if tag not in WHERE:
+                assert mine.data.tags.get(tag) == value, (name, tag)
+        params = {k for k in theirs.data.params if k not in IGNORED_PARAMS}
+        mine_params = {k: mine.data.params[k] for k in params}
+        assert mine_params == {k: theirs.data.params[k] for k in params}
+        arts = [{a.path for a in c.list_artifacts(r.info.run_id)}
+                for c, r in ((fused, mine), (seq, theirs))]  # fmt: skip
+        assert arts[0] == arts[1], name
+        keys = {k for k in theirs.data.metrics if not k.startswith("time/")}
+        assert keys == {k for k in mine.data.metrics if not k.startswith("time/")}, name
+        for key in keys:
+            a = sorted((m.step, m.value) for m in seq.get_metric_history(theirs.info.run_id, key))
+            b = sorted((m.step, m.value) for m in fused.get_metric_history(mine.info.run_id, key))
+            if key == "epoch":  # MLflow keeps one of equal (step, value) rows logged together
+                assert set(a) == set(b), name
+                continue
+            assert [s for s, _ in a] == [s for s, _ in b], (name, key)
+            for (_, x), (_, y) in zip(a, b, strict=True):
+                assert y == pytest.approx(x, abs=1e-4), (name, key, a, b)
+
+
+def test_a_non_finite_member_fails_at_its_step_and_the_others_finish(fused_and_sequential):
+    _, _, runs, _, seq_runs = fused_and_sequential
+    bad = [n for n in runs if "sce" in n]
+    assert len(bad) == 2
+    for name in bad:
+        assert runs[name].info.status == "FAILED"
+        assert runs[name].data.tags["failed_at_step"] == seq_runs[name].data.tags["failed_at_step"]
+        assert "NaN or infinite" in runs[name].data.tags["failure"]
+    finished = [r for n, r in runs.items() if n not in bad]
+    assert len(finished) == 8 and all(r.info.status == "FINISHED" for r in finished)
+
+
+def test_a_mixed_sweep_forms_two_groups_and_a_singleton(tmp_path: Path) -> None:
+    jobs = [["model=mlp", "seed=1"], ["model=mlp", "seed=2", "head=sigmoid", "loss=bce_logits"],
+            ["model=cnn", "seed=1"], ["model=cnn", "seed=2"],
+            ["model=mlp", "augment=flip_crop"], ["model=mlp", "optimizer.lr=0.01"]]  # fmt: skip
+    configs = [compose_cfg(o, tmp_path) for o in jobs]
+    groups = grouping.plan(configs, max_group=64)
+    assert [g.jobs for g in groups] == [[0, 1], [2, 3], [4], [5]]
+    assert groups[0].alone is None and groups[1].alone is None
+    assert "augment=flip_crop" in groups[2].alone
+    assert groups[3].alone == "the only job of its kind"
+    assert [g.jobs for g in grouping.plan(configs, max_group=1)] == [[i] for i in range(6)]
+    lines = grouping.describe(groups, [f"job{i}" for i in range(6)])
+    assert lines[0] == "group 1 (fused, 2 runs): job0, job1"
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_stacked_members_are_their_own_networks(name: str) -> None:
+    """Forward (train and eval, per-member and shared input), BatchNorm's running statistics
+    and each member's state, against the members' own modules."""
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(make_model(name, (1, 12, 12), 4, dropout=0.0))
+    net = StackedNet([make_model(name, (1, 12, 12), 4, dropout=0.0) for _ in range(3)])
+    for i, m in enumerate(models):
+        net.load_member(i, m.state_dict())
+    x = torch.randn(3, 8, 1, 12, 12)
+    for training in (True, False):
+        net.train(training)
+        for m in models:
+            m.train(training)
+        want = torch.stack([m(x[i]) for i, m in enumerate(models)])
+        assert torch.allclose(net(x), want, atol=1e-6)
+        assert torch.allclose(net(x[0], shared=True), torch.stack([m(x[0]) for m in models]),
+                              atol=1e-6)  # fmt: skip
+    for i, m in enumerate(models):
+        state = net.member_state(i)
+        assert state.keys() == m.state_dict().keys()
+        for k, v in m.state_dict().items():
+            assert torch.allclose(state[k].float(), v.float(), atol=1e-6), k
+
+
+def test_sigterm_ends_every_member_killed(tmp_path: Path, tiny_data) -> None:
+    args = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=fused",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}", f"data_dir={tiny_data[0]}",
+            f"logger.tracking_uri={sqlite_uri(tmp_path / 'mlflow.db')}",
+            f"output_roots=[{tmp_path}]", *TINY_OVERRIDES, "trainer.max_epochs=200",
+            "seed=1,2,3"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=tmp_path)  # fmt: skip
+    log = []
+    for line in proc.stdout:
+        log.append(line)
+        if "epoch 2/200" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, "".join(log) + rest
+    client = MlflowClient(sqlite_uri(tmp_path / "mlflow.db"))
+    runs = client.search_runs([client.get_experiment_by_name("lossbench").experiment_id])
+    assert len(runs) == 3
+    for r in runs:
+        assert r.info.status == "KILLED"
+        assert r.data.tags["failure"].startswith("stopped by SIGTERM")
+    assert "are KILLED" in rest
