@@ -157,8 +157,6 @@ def _fit(members: list[Member], group: str) -> None:
     first_bad = torch.full((count,), -1, device=device)
     step_t = torch.zeros((), dtype=torch.long, device=device)
     alive, dead_known = torch.ones(count, dtype=torch.bool, device=device), 0
-    for j in jobs:
-        j.module.train()
     while epoch < epochs and step < total:
         net.train()
         order = torch.stack([torch.randperm(n, generator=j.data.shuffle) for j in jobs])
@@ -261,43 +259,34 @@ def _collect_bad(members: list[Member], first_bad: Tensor, dead: list[int]) -> N
 @torch.no_grad()
 def _logits(
     net: StackedNet, split: Any, data: Any, limit: Any, autocast: Any
-) -> tuple[Tensor, Tensor, list[int]]:
+) -> tuple[Tensor, Tensor]:
     """Every member's logits ``(M, N, C)`` of a split (in order, ``limit_*_batches`` applied),
-    its targets and the batch sizes."""
+    and its targets."""
     n, batch = len(split), data.batch_size
     batches = _limit(math.ceil(n / batch), limit)
-    outs, ys, sizes = [], [], []
+    outs, ys = [], []
     for b in range(batches):
         rows = torch.arange(b * batch, min(n, (b + 1) * batch), device=split.tensors[0].device)
         x, y = data.on_after_batch_transfer(split[rows], 0)
         with autocast:
             outs.append(net(x, shared=True))
         ys.append(y)
-        sizes.append(len(y))
-    return torch.cat(outs, 1), torch.cat(ys), sizes
-
-
-def _split_loss(m: Member, logits: Tensor, y: Tensor, sizes: list[int]) -> float:
-    """The batch-size-weighted mean of the per-batch losses (Lightning's epoch mean)."""
-    total, start = logits.new_zeros(()), 0
-    for size in sizes:
-        loss = m.job.module.criterion(logits[start : start + size], y[start : start + size])
-        total = total + loss.float() * size
-        start += size
-    return float(total) / max(1, start)
+    return torch.cat(outs, 1), torch.cat(ys)
 
 
 def _validate(members: list[Member], net: StackedNet, split: Any, data: Any, t: Any,
               epoch: int, at: int, autocast: Any) -> None:  # fmt: skip
     net.eval()
-    logits, y, sizes = _logits(net, split, data, t.limit_val_batches, autocast)
+    logits, y = _logits(net, split, data, t.limit_val_batches, autocast)
     net.train()
     for m in members:
         if not m.alive:
             continue
         module, checkpoint = m.job.module, m.job.checkpoint
         member_logits = logits[m.index].float()
-        values = {"val/loss": _split_loss(m, member_logits, y, sizes)}
+        # the loss over the whole split: what Lightning's batch-size-weighted mean of the
+        # batches' means is, every loss being a mean over samples (and classes)
+        values = {"val/loss": float(module.criterion(member_logits, y))}
         values |= {k: float(v) for k, v in module.score("val", member_logits, y).items()}
         m.job.logger.log_metrics({**values, "epoch": epoch}, step=at)
         current = values.get(checkpoint.monitor)
@@ -327,14 +316,14 @@ def _test(members: list[Member], net: StackedNet, split: Any, data: Any, t: Any,
                 if v is not None:
                     getattr(m.job.module, k).copy_(v)
     net.eval()
-    logits, y, sizes = _logits(net, split, data, t.limit_test_batches, autocast)
+    logits, y = _logits(net, split, data, t.limit_test_batches, autocast)
     for m in alive:
         module = m.job.module
         try:
             module.model.load_state_dict(net.member_state(m.index))  # the tested weights
             module.eval()
             member_logits = logits[m.index].float()
-            values = {"test/loss": _split_loss(m, member_logits, y, sizes)}
+            values = {"test/loss": float(module.criterion(member_logits, y))}
             values |= {k: float(v) for k, v in module.score("test", member_logits, y).items()}
             m.job.logger.log_metrics({**values, "epoch": epoch}, step=step)
             m.job.clock["test"] = time.perf_counter()

@@ -56,6 +56,8 @@ class StackedNet(nn.Module):
         self, models: Sequence[nn.Module], generators: Sequence[torch.Generator] | None = None
     ) -> None:
         super().__init__()
+        if (why := why_not_stackable(models[0])) is not None:  # forward would skip the layer
+            raise ValueError(f"these networks cannot be stacked: {why}")
         self.members = len(models)
         self.generators = list(generators) if generators is not None else None
         per_member = [leaves(m) for m in models]
