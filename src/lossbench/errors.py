@@ -43,6 +43,15 @@ class NonFiniteLoss(LossbenchError):
         self.step = step
 
 
+class RunStopped(SystemExit):
+    """A run stopped by a signal (Ctrl-C, SIGTERM, Slurm's time limit): recorded KILLED with a
+    checkpoint. ``reason`` says which signal and the command that resumes the run."""
+
+    def __init__(self, code: int, run_id: str, reason: str) -> None:
+        super().__init__(code)
+        self.run_id, self.reason = run_id, reason
+
+
 def check_range(
     key: str,
     value: float,

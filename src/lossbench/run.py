@@ -7,12 +7,15 @@ before the MLflow run opens: a refused or broken config leaves nothing in the st
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,7 +34,7 @@ from lossbench import checks, matrix, schemas, store, tracking
 from lossbench.checkpoint import Checkpoint
 from lossbench.data import DATASETS, ClassificationData, make_datamodule
 from lossbench.data.augment import make_augment
-from lossbench.errors import AlreadyDone, LossbenchError
+from lossbench.errors import AlreadyDone, LossbenchError, RunStopped
 from lossbench.heads import make_head
 from lossbench.losses import make_criterion
 from lossbench.models import make_model
@@ -40,11 +43,16 @@ from lossbench.progress import progress_callbacks
 from lossbench.schedulers import SCHEDULERS
 
 log = logging.getLogger("lossbench")
+SLURM_LAUNCHERS = ("slurm", "submitit_slurm")  # hydra/launcher choices that submit to Slurm
+_SLURM_WARNING: dict[str, str] = {}  # "signal": the name of the warning that stopped the fit
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")  # in-memory data: none needed
 warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 # train/loss_epoch is logged whatever the interval: Lightning's hint about it does not apply
 warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+# On a machine with Slurm installed, Lightning warns in every run outside a Slurm job that srun
+# "is available but not used": runs there are legitimate (a sweep's own process, a local run)
+warnings.filterwarnings("ignore", "The `srun` command is available on your system but is not used")
 
 
 class _NoTips(logging.Filter):
@@ -207,7 +215,8 @@ def _fit(job: Job) -> str:
     try:
         open_run(job)
         clock["fit_start"] = time.perf_counter()
-        trainer.fit(module, datamodule=data, ckpt_path=job.resume, weights_only=True)
+        with _slurm_warnings_stop_fit():
+            trainer.fit(module, datamodule=data, ckpt_path=job.resume, weights_only=True)
         clock["fit"] = time.perf_counter()
         tested = (checkpoint.best_model_path or None) if cfg.test_on == "best" else None  # last
         trainer.test(module, datamodule=data, ckpt_path=tested, verbose=False, weights_only=True)
@@ -220,7 +229,7 @@ def _fit(job: Job) -> str:
         status, stopped = "KILLED", err
         last = Path(checkpoint.dirpath) / "last.ckpt"
         try:
-            trainer.save_checkpoint(last)  # resume=<run id> continues from here
+            trainer.save_checkpoint(last, weights_only=False)  # resume=<run id> continues here
         except Exception:  # interrupted before training began: nothing to resume
             last = None
         command = resume_command(logger.run_id) if last else None
@@ -238,7 +247,7 @@ def _fit(job: Job) -> str:
             print(f"Continue it with:\n  {command}", file=sys.stderr)
         # Lightning's SIGTERMException carries no exit code (0): exit as a SIGTERM'd process
         code = stopped.code if isinstance(stopped, SystemExit) and stopped.code else None
-        raise SystemExit(code or 128 + signal.SIGTERM) from stopped
+        raise RunStopped(code or 128 + signal.SIGTERM, logger.run_id, reason) from stopped
     return logger.run_id
 
 
@@ -283,10 +292,43 @@ def _rebuild(model: torch.nn.Module) -> dict[str, Any]:
     return {"weights": None, "input_size": model.input_size}
 
 
+@contextmanager
+def _slurm_warnings_stop_fit() -> Iterator[None]:
+    """In a Slurm job, the signals by which Slurm warns that the job is about to end
+    (``sbatch --signal``) stop the fit as SIGTERM does: the run ends KILLED with a checkpoint,
+    resumable. SIGUSR2 in a submitit job (``hydra/launcher=slurm``: sent
+    ``hydra.launcher.signal_delay_s`` before the time limit; submitit's handler would raise
+    inside the training step, or requeue the job to start the run anew), SIGUSR1 in any
+    (Lightning's auto-requeue would mark the MLflow run FINISHED and requeue the job)."""
+    signals = [signal.SIGUSR1] if os.environ.get("SLURM_JOB_ID") else []
+    if "SUBMITIT_FOLDER" in os.environ:  # set by submitit in its job process
+        signals.append(signal.SIGUSR2)
+    if not signals or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def warned(signum: int, frame: object) -> None:
+        _SLURM_WARNING["signal"] = signal.Signals(signum).name
+        log.warning("%s: Slurm's warning that the job ends soon; the run stops as on SIGTERM",
+                    _SLURM_WARNING["signal"])  # fmt: skip
+        signal.raise_signal(signal.SIGTERM)  # Lightning's handler: stop after this step
+
+    _SLURM_WARNING.clear()
+    previous = {s: signal.signal(s, warned) for s in signals}  # before Lightning's, so its
+    try:  # auto-requeue handler (SIGUSR1) is not installed
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def _signal_name(err: BaseException) -> str:
-    """Which signal stopped the run: Lightning raises SIGTERMException for SIGTERM, and turns
-    the KeyboardInterrupt of SIGINT into ``sys.exit(1)``."""
+    """Which signal stopped the run: Lightning raises SIGTERMException for SIGTERM (also the
+    one a Slurm warning signal turns into), and turns the KeyboardInterrupt of SIGINT into
+    ``sys.exit(1)``."""
     if isinstance(err, SIGTERMException):
+        if warning := _SLURM_WARNING.get("signal"):
+            return f"{warning} (Slurm's warning: the job's time limit is near)"
         return "SIGTERM"
     if isinstance(err, KeyboardInterrupt) or isinstance(err.__context__, KeyboardInterrupt):
         return "SIGINT (Ctrl-C)"
@@ -294,10 +336,18 @@ def _signal_name(err: BaseException) -> str:
 
 
 def resume_command(run_id: str) -> str:
-    """The command that continues run ``run_id``: this job's overrides plus ``resume=``
-    (``hydra.mode=RUN`` for a job of a sweep: it continues as a single run)."""
+    """The command that continues run ``run_id``: this job's overrides plus ``resume=``. A job
+    of a local sweep continues as a single run (``hydra.mode=RUN``); a Slurm job as a sweep of
+    one job through the same launcher (``-m``, its ``hydra/launcher`` and ``hydra.launcher.*``
+    overrides)."""
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     overrides = [o for o in (hydra.overrides.task if hydra else []) if not o.startswith("resume=")]
+    command = ["python", "train.py"]
     if hydra is not None and hydra.mode == RunMode.MULTIRUN:
-        overrides.append("hydra.mode=RUN")
-    return shlex.join(["python", "train.py", *overrides, f"resume={run_id}"])
+        if hydra.runtime.choices.get("hydra/launcher") in SLURM_LAUNCHERS:
+            command.append("-m")
+            overrides += [o for o in hydra.overrides.hydra
+                          if o.startswith(("hydra/launcher=", "hydra.launcher."))]  # fmt: skip
+        else:
+            overrides.append("hydra.mode=RUN")
+    return shlex.join([*command, *overrides, f"resume={run_id}"])

@@ -9,6 +9,7 @@ database (``mlflow.db.lock``) while MLflow creates the schema and the experiment
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -27,9 +28,14 @@ from mlflow.tracking import MlflowClient
 from lossbench.errors import LossbenchError, check_writable_dir
 
 T = TypeVar("T")
+log = logging.getLogger("lossbench")
 SQLITE = "sqlite:///"
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 HOST_TAG, PID_TAG, PID_START_TAG, OUTPUT_TAG = "host", "pid", "pid_start", "output_dir"
+# The Slurm job a run's process belongs to: tag <- Slurm's environment variable
+SLURM_TAGS = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+              "slurm_array_task_id": "SLURM_ARRAY_TASK_ID"}  # fmt: skip
+RETRY_MESSAGE = "database is locked: write retried in %.1f s (try %d of %d)"
 FIX = "set logger.tracking_uri to a writable sqlite:///path/mlflow.db or a running server"
 
 
@@ -59,13 +65,15 @@ def default_artifact_location(uri: str) -> str | None:
 
 def retry_if_locked(write: Callable[[], T], tries: int = 6) -> T:
     """``write()``, retried with a short backoff (0.1 s … 3.2 s) while SQLite says
-    ``database is locked`` (busy parallel writers on one store)."""
+    ``database is locked`` (busy parallel writers on one store); each retry is logged
+    (``RETRY_MESSAGE``)."""
     for attempt in range(tries):
         try:
             return write()
         except MlflowException as err:
             if "database is locked" not in str(err) or attempt == tries - 1:
                 raise
+            log.warning(RETRY_MESSAGE, 0.1 * 2**attempt, attempt + 2, tries)
             time.sleep(0.1 * 2**attempt)
     raise AssertionError("unreachable")
 
@@ -188,10 +196,13 @@ def process_start(pid: int) -> float | None:
 
 def process_tags() -> dict[str, str]:
     """Who runs this process: ``host``, ``pid`` and the process's start time ``pid_start``
-    (which tells the process apart from a later one that reuses its number)."""
+    (which tells the process apart from a later one that reuses its number); inside a Slurm
+    job also ``slurm_job_id``, and ``slurm_array_job_id``, ``slurm_array_task_id`` in an array
+    (``SLURM_TAGS``, read from Slurm's environment)."""
     start = process_start(os.getpid())
+    slurm = {tag: os.environ[var] for tag, var in SLURM_TAGS.items() if os.environ.get(var)}
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
-            PID_START_TAG: "" if start is None else str(start)}  # fmt: skip
+            PID_START_TAG: "" if start is None else str(start), **slurm}  # fmt: skip
 
 
 def process_alive(pid: int, start: str = "") -> bool:

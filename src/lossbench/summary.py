@@ -219,9 +219,11 @@ class SweepSummary(Callback):
         exp = experiment_named(client, config.logger.experiment_name)
         record_skipped(client, exp.experiment_id, sweep, jobs)
         runs = training_runs(client, exp.experiment_id, sweep, limit=5000)
-        runs += [
-            client.get_run(j["run_id"]) for j in jobs if j["status"] == "SKIPPED" and "run_id" in j
-        ]  # already finished earlier: shown, not trained again
+        shown = {r.info.run_id for r in runs}
+        # runs of other sweeps that jobs of this one name: already finished (shown, not trained
+        # again), or resumed (resume=<id> continues a run of the sweep that started it)
+        named = [i for j in jobs for i in j.get("run_id", "").split(",") if i and i not in shown]
+        runs += [client.get_run(i) for i in dict.fromkeys(named)]
         title = (
             f"sweep {sweep} ({Path(config.hydra.sweep.dir).name}): {len(runs)} runs in "
             f"experiment {config.logger.experiment_name!r}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lossbench import store
-from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError
+from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError, RunStopped
 from lossbench.run import current_sweep, train
 from lossbench.summary import OUTCOME, print_run
 
@@ -70,9 +71,16 @@ def in_sweep(cfg: DictConfig, action: Callable[[], Any]) -> tuple[bool, Any]:
     """``(False, action())``, or, where the job ends before training: ``(True, value)`` after
     writing its outcome. A refused pair or an already finished config is skipped (an already
     finished one's value is its ``optimized_metric``), any other error is a failed job (value
-    None)."""
+    None). A run stopped by a signal (KILLED) stops the sweep, unless the job is a process of
+    its own (a submitit/Slurm job): then it is a failed job whose reason is the resume command,
+    and the job returns, so that its launcher collects a result like any job's."""
     try:
         return False, action()
+    except RunStopped as err:
+        if "SUBMITIT_FOLDER" not in os.environ:  # the sweep's own process: it stops
+            raise
+        log.error("failed: run %s is KILLED, %s", err.run_id, err.reason)
+        write_outcome(cfg, "FAILED", reason=f"KILLED, {err.reason}", run_id=err.run_id)
     except (InvalidPair, AlreadyDone) as err:
         log.warning("skipped: %s", err)
         if isinstance(err, AlreadyDone):

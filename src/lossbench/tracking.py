@@ -20,6 +20,7 @@ from torch import nn
 
 from lossbench.errors import LossbenchError, NonFiniteLoss
 from lossbench.store import (
+    SLURM_TAGS,
     default_artifact_location,
     existing_store,
     open_store,
@@ -270,14 +271,15 @@ def resumable(tracking_uri: str, run_id: str, chash: str, roots: Sequence[str]) 
 
 
 def reopen(logger: MLFlowLogger) -> None:
-    """Mark a resumed run RUNNING again, owned by this process, without the tags of its
-    interruption."""
+    """Mark a resumed run RUNNING again, owned by this process (and its Slurm job, if any),
+    without the tags of its interruption."""
     client = logger.experiment
     client.update_run(logger.run_id, status="RUNNING")
-    for key, value in process_tags().items():
+    owner = process_tags()
+    for key, value in owner.items():
         client.set_tag(logger.run_id, key, value)
     tags = client.get_run(logger.run_id).data.tags
-    for key in ("failure", "status_reason"):
+    for key in ("failure", "status_reason", *(k for k in SLURM_TAGS if k not in owner)):
         if key in tags:
             client.delete_tag(logger.run_id, key)
 
