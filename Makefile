@@ -3,11 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STORE  := sqlite:///$(CURDIR)/mlflow.db
-# `make server`: a tracking server for a team. BACKEND can be postgresql://user:pw@host/db
-# (then `.venv/bin/pip install psycopg2-binary`); artifacts are served from mlartifacts/.
+# `make server`: a tracking server for a team; artifacts are served from mlartifacts/. BACKEND can
+# be PostgreSQL: `bash deploy/postgres/up.sh` starts Debian's and prints its URL, then
+# `make server BACKEND=postgresql://lossbench:lossbench@127.0.0.1:5432/lossbench HOST=0.0.0.0`
+# (the driver comes with the project's `server` extra, which `make setup` installs). MLflow
+# answers only Host headers of localhost and private IPs (else 403): reached by a name, list
+# every name and address used, e.g. ALLOWED_HOSTS='mlflow.lab.org:5000,10.*,127.0.0.1:*'
+# (MLflow's --allowed-hosts, which replaces that default).
 BACKEND ?= sqlite:///$(CURDIR)/mlflow-server.db
 HOST    ?= 127.0.0.1
 PORT    ?= 5000
+ALLOWED_HOSTS ?=
 
 .PHONY: setup run test bench report tune ui screenshot server lint docs fashion-mnist chromium clean
 
@@ -51,12 +57,13 @@ bench: setup  # throughput ratios (bare PyTorch / Lightning floor / lossbench / 
 
 EXPERIMENT ?= quickstart
 TRIALS     ?= 12
+WORKERS    ?= 1
 report: setup  # REPORT.md + plots for an experiment: make report EXPERIMENT=name
 	$(BIN)/python -m lossbench.report --tracking-uri $(STORE) --experiment $(EXPERIMENT) \
 	  --out reports/$(EXPERIMENT)
 
 tune: setup  # each valid pair at its own Optuna-tuned lr, then the report: make tune TRIALS=8
-	$(BIN)/python -m lossbench.tune --n-trials $(TRIALS) --out reports/tune_lr
+	$(BIN)/python -m lossbench.tune --n-trials $(TRIALS) --workers $(WORKERS) --out reports/tune_lr
 
 ui: setup
 	$(BIN)/python -m lossbench.ui --tracking-uri $(STORE) --create
@@ -69,8 +76,9 @@ docs: setup  # regenerate the README's generated tables
 	$(BIN)/python -m lossbench.docs
 
 server: setup  # then: python train.py logger.tracking_uri=http://$(HOST):$(PORT)
-	$(BIN)/mlflow server --backend-store-uri $(BACKEND) \
-	  --artifacts-destination $(CURDIR)/mlartifacts --host $(HOST) --port $(PORT)
+	$(BIN)/mlflow server --backend-store-uri '$(BACKEND)' \
+	  --artifacts-destination $(CURDIR)/mlartifacts --host $(HOST) --port $(PORT) \
+	  $(if $(ALLOWED_HOSTS),--allowed-hosts '$(ALLOWED_HOSTS)')
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

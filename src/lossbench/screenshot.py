@@ -12,7 +12,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from lossbench.store import resolve_tracking_uri
-from lossbench.ui import free_port, wait_for_http
+from lossbench.ui import free_port, is_server, stop_group, wait_for_http
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
 MISSING = "`make setup` installs them (Debian's chromium and chromium-driver)"
@@ -55,7 +54,15 @@ def chromium(width: int = 1600, height: int = 1000) -> WebDriver:
 @contextmanager
 def serve_ui(tracking_uri: str, timeout: float = 120) -> Iterator[dict[str, str]]:
     """``python -m lossbench.ui`` (what ``make ui`` runs) on a free port of 127.0.0.1 until the
-    block ends; yields the runs URL it printed for each experiment."""
+    block ends; yields the runs URL it printed for each experiment. For a tracking server's URI
+    it only prints the server's own URLs, and the server's UI is used."""
+    if is_server(tracking_uri):
+        out = subprocess.run([sys.executable, "-m", "lossbench.ui", "--tracking-uri", tracking_uri],
+                             capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        if out.returncode:
+            raise RuntimeError(f"lossbench.ui failed: {out.stderr[-3000:]}")
+        yield dict(re.findall(r"^  (.+?): (https?://\S+)$", out.stdout, re.M))
+        return
     port = free_port()
     # One worker and no GenAI job runner: lighter than `make ui`, the same pages.
     env = {**os.environ, "MLFLOW_WORKERS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -74,13 +81,7 @@ def serve_ui(tracking_uri: str, timeout: float = 120) -> Iterator[dict[str, str]
                 raise RuntimeError(f"{err}; its output:\n{log.read_text()[-3000:]}") from err
             yield dict(re.findall(r"^  (.+?): (http://\S+)$", log.read_text(), re.M))
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_group(proc)
 
 
 def page_text(driver: WebDriver) -> str:

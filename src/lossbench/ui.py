@@ -1,5 +1,8 @@
 """``make ui``: serve the MLflow UI on a store and print where the runs are.
 
+On a tracking server's URI (``make ui STORE=http://host:5000``) nothing is started: the server
+serves the UI itself, and ``make ui`` prints the runs' addresses there.
+
 MLflow 3.x opens an experiment on its GenAI traces page, and its runs table shows no metric
 by default. ``make ui`` stores a shared view of the runs (MLflow's Views > share link: an
 experiment tag) with the test metrics as columns, ranked by test accuracy, and charts filtered
@@ -12,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,8 +34,14 @@ COLUMNS = ("test/acc", "test/f1_macro", "test/map", "test/loss", "val/loss")
 CHARTS = "^(train|val)/loss$"  # the chart view's search box, a regular expression
 
 
-def runs_url(host: str, port: int, experiment_id: str, view: str | None = None) -> str:
-    url = f"http://{host}:{port}/#/experiments/{experiment_id}/runs"
+def is_server(uri: str) -> bool:
+    """Whether ``uri`` is a tracking server's (which serves the UI itself)."""
+    return uri.startswith(("http://", "https://"))
+
+
+def runs_url(base: str, experiment_id: str, view: str | None = None) -> str:
+    """The runs page of an experiment in the UI at ``base`` (``http://host:port``)."""
+    url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
     return f"{url}?viewStateShareKey={view}" if view else url
 
 
@@ -79,6 +89,19 @@ def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> Non
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """End a server started with ``start_new_session=True`` and its workers: SIGTERM to its
+    process group, SIGKILL after 30 s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
@@ -93,14 +116,18 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error("lossbench.ui"):
         client = prepare_store(uri) if args.create else open_store(uri)
     experiments = [e for e in client.search_experiments() if e.name != "Default"]
-    print(f"MLflow UI on {uri}")
+    server = is_server(uri)
+    base = uri if server else f"http://{args.host}:{args.port}"
+    print(f"MLflow UI of the tracking server {uri}" if server else f"MLflow UI on {uri}")
     for exp in experiments:
         view = share_runs_view(client, exp.experiment_id)
-        print(f"  {exp.name}: {runs_url(args.host, args.port, exp.experiment_id, view)}")
+        print(f"  {exp.name}: {runs_url(base, exp.experiment_id, view)}")
     if experiments:
         print("  (its chart view, the toggle beside the table's, overlays the runs' loss curves)")
     else:
         print("  (no lossbench runs yet: `make run` records some)")
+    if server:  # it serves the UI already
+        return
     mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
     cmd = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
     sys.stdout.flush()
