@@ -166,6 +166,7 @@ ELSEWHERE = {
     "`resume=` a run that is not KILLED": "tests/test_resume.py",
     "`resume=` a checkpoint outside the output folders": "tests/test_resume.py",
     "unknown store, experiment or sweep (summary, report, ui)": "tests/test_read_commands.py",
+    "bad or unreachable `tune.storage`": "tests/test_tune.py",
 }
 
 

@@ -6,14 +6,19 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
+from test_postgres import fresh_database, postgres_url
 
 from conftest import TINY_OVERRIDES, TINY_SIZES, sqlite_uri
+from lossbench.config import ROOT
 from lossbench.tracking import sweep_id
 
 PAIRS = (("softmax", "ce"), ("sigmoid", "bce_logits"))
@@ -81,3 +86,112 @@ def test_each_pair_is_compared_at_its_own_best_lr(tmp_path: Path, tiny_data) -> 
                          report, re.M)  # fmt: skip
     assert (out / "fashion_mnist-confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert "](fashion_mnist-confusion.png)" in report
+
+
+def study_workers(
+    tmp_path: Path, data_dir: Path, storage: str, *extra: str, workers: int = 2
+) -> list[subprocess.Popen[str]]:
+    """``workers`` tune_lr sweeps started at once on one study in ``storage``."""
+    procs = []
+    for w in range(workers):
+        cmd = [sys.executable, str(ROOT / "train.py"), "+experiment=tune_lr", "head=softmax",
+               "loss=ce", f"tune.storage={storage}", f"tune.worker={w}", "tune.seeds=[101]",
+               f"hydra.sweep.dir={tmp_path / f'worker{w}'}", f"output_roots=[{tmp_path}]",
+               f"data_dir={data_dir}", f"logger.tracking_uri={sqlite_uri(tmp_path / 'mlflow.db')}",
+               *TINY_OVERRIDES, *extra]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, cwd=tmp_path))  # fmt: skip
+    return procs
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def study_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty Optuna storage: a SQLite file, or a fresh database on the local PostgreSQL
+    (deploy/postgres/up.sh; skipped, with the reason, where it cannot start)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'optuna.db'}"
+        return
+    with fresh_database(postgres_url()) as url:
+        yield url
+
+
+def test_two_workers_share_one_study(study_storage: str, tmp_path: Path, tiny_data) -> None:
+    per_worker = 2
+    procs = study_workers(tmp_path, tiny_data[0], study_storage,
+                          f"hydra.sweeper.n_trials={per_worker}")  # fmt: skip
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for proc, out in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out[-3000:]
+
+    # the default study name: one study per experiment, dataset, model and pair
+    study = optuna.load_study(study_name="tune_lr-fashion_mnist-mlp-softmax-ce",
+                              storage=study_storage)  # fmt: skip
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(2 * per_worker))  # they add up, no number twice
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    lrs = sorted(t.params["optimizer.lr"] for t in study.trials)
+    assert len(set(lrs)) == len(lrs)  # the workers' samplers differ (tune.worker is the seed)
+
+    # each trial is one MLflow run (tune.seeds=[101]) at the trial's lr, scored as Optuna saw it
+    client = MlflowClient(sqlite_uri(tmp_path / "mlflow.db"))
+    exp = client.get_experiment_by_name("tune_lr")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    by_lr = {float(r.data.params["optimizer/lr"]): r.data.metrics["val/acc_best"] for r in runs}
+    assert np.allclose(sorted(by_lr), lrs)
+    for t in study.trials:
+        lr = min(by_lr, key=lambda x: abs(x - t.params["optimizer.lr"]))
+        assert np.isclose(t.value, by_lr[lr])
+    # the worker that ended last saw every trial: its results name the study's best
+    last = max((tmp_path / f"worker{w}" / "optimization_results.yaml" for w in range(2)),
+               key=lambda p: p.stat().st_mtime)  # fmt: skip
+    assert np.isclose(OmegaConf.load(last).best_value, study.best_value)
+
+
+@pytest.mark.parametrize(
+    "storage, words",
+    [("foo", "is not an Optuna storage URL"),
+     ("sqlite:///no/such/folder/optuna.db", "does not exist"),
+     ("postgresql://u:secret@127.0.0.1:9/x", "cannot be reached")],
+)  # fmt: skip
+def test_a_bad_storage_is_refused_before_anything_is_written(
+    storage: str, words: str, tmp_path: Path, tiny_data
+) -> None:
+    (proc,) = study_workers(tmp_path, tiny_data[0], storage, workers=1)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 2, out[-3000:]
+    assert out.strip().splitlines()[-1].startswith("lossbench: error: "), out[-3000:]
+    assert words in out and "Traceback" not in out and "secret" not in out
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_tune_with_workers_shares_each_pairs_trials(tmp_path: Path, tiny_data) -> None:
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    sweeps, out = tmp_path / "sweeps", tmp_path / "report"
+    cmd = [
+        sys.executable, "-m", "lossbench.tune", "--n-trials", "3", "--workers", "2",
+        "--seeds", "1", "--pairs", "softmax:ce", "--dir", str(sweeps), "--out", str(out),
+        f"data_dir={tiny_data[0]}", f"logger.tracking_uri={uri}", *TINY_OVERRIDES,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    # the default storage beside the sweeps; the workers' shares (2 + 1) add up to --n-trials
+    study = optuna.load_study(study_name="tune_lr-fashion_mnist-mlp-softmax-ce",
+                              storage=f"sqlite:///{sweeps / 'optuna.db'}")  # fmt: skip
+    assert sorted(t.number for t in study.trials) == [0, 1, 2]
+    # the pair is compared at the study's best lr, and the report says so
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tune_lr")
+    runs = client.search_runs([exp.experiment_id], "tags.report_of IS NULL", max_results=100)
+    of = {r.data.tags.get("sweep_id") for r in runs}
+    per_worker = [sum(r.data.tags.get("sweep_id") == sweep_id(sweeps / "search" / "softmax-ce" /
+                                                             f"worker{w}") for r in runs)
+                  for w in (0, 1)]  # fmt: skip
+    assert per_worker == [4, 2], of  # a run per trial and seed of tune.seeds (101, 102)
+    compared = [r for r in runs if r.data.tags.get("sweep_id") == sweep_id(sweeps / "compare")]
+    assert len(compared) == 1
+    assert np.isclose(float(compared[0].data.params["optimizer/lr"]),
+                      study.best_params["optimizer.lr"])  # fmt: skip
+    report = (out / "REPORT.md").read_text()
+    assert f"| softmax + ce | 3 | {study.best_params['optimizer.lr']:.3g} |" in report

@@ -164,9 +164,17 @@ class LoggerConfig:
 @dataclass
 class TuneConfig:
     """``tune.seeds``: a job trains one run per seed and returns the mean of its
-    ``optimized_metric`` (an Optuna trial scored over several seeds); null: the run's seed."""
+    ``optimized_metric`` (an Optuna trial scored over several seeds); null: the run's seed.
+    ``tune.storage``, ``tune.study_name``, ``tune.worker``: one study shared by many workers
+    (``lossbench.study_storage``)."""
 
     seeds: Optional[list[int]] = None  # noqa: UP045
+    # Optuna's storage (sqlite:///optuna.db, postgresql://user:pw@host/db; null: in memory) and
+    # the study's name in it: workers with the same storage and name share one study
+    storage: Optional[str] = None  # noqa: UP045
+    study_name: Optional[str] = None  # noqa: UP045
+    # this worker's index: the sampler's seed, so that workers do not propose the same trials
+    worker: int = 0
 
 
 TRAINER_SET_BY_LOSSBENCH = ("logger", "callbacks", "enable_progress_bar")

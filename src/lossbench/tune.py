@@ -10,6 +10,10 @@
 Extra arguments are Hydra overrides given to both stages, e.g. ``dataset=mnist
 trainer.max_epochs=5``. A pair whose every trial failed is reported and left out. Given the
 ``--dir`` of an interrupted tune, finished studies and comparison runs are not trained again.
+
+``--workers N`` runs N processes at once on each pair's study, which then lives in an Optuna
+storage (``tune.storage=...``; by default ``sqlite:///<dir>/optuna.db``): the pair's trials are
+shared out among them, and its best lr is read from the study once all have ended.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from omegaconf import OmegaConf
 from lossbench import matrix
 from lossbench.config import ROOT, compose_run_config
 from lossbench.data import DATASETS
+from lossbench.errors import exit_on_user_error
 from lossbench.heads import HEADS
 from lossbench.report import write_report
+from lossbench.study_storage import prepare_study_storage
 from lossbench.summary import outcomes
 from lossbench.tracking import sweep_id
 
@@ -62,6 +68,42 @@ def search(head: str, loss: str, directory: Path, overrides: list[str]) -> Searc
     if results.exists():  # it exits 1 when a trial failed (a diverged lr): the study stands
         best = OmegaConf.load(results)
         found.lr, found.value = float(best.best_params["optimizer.lr"]), float(best.best_value)
+    return found
+
+
+def shared_search(
+    head: str, loss: str, directory: Path, overrides: list[str], workers: int, trials: int,
+    storage: str, study_name: str | None,
+) -> Search:  # fmt: skip
+    """One Optuna study of the pair's lr in ``storage``, worked on by ``workers`` processes at
+    once (``tune.worker`` 0..N-1, each its own sweep dir and share of ``trials``); the best lr
+    is the study's best trial once every worker has ended. Workers whose results file exists
+    (an interrupted tune given again) are not started again."""
+    import optuna
+
+    found = Search(head, loss, directory / "search" / f"{head}-{loss}")
+    name = [f"tune.study_name={study_name}-{head}-{loss}"] if study_name else []
+    procs = []
+    for w in range(workers):
+        share = trials // workers + (w < trials % workers)
+        sweep_dir = found.sweep_dir / f"worker{w}"
+        if share and not (sweep_dir / RESULTS).exists():
+            cmd = [sys.executable, str(ROOT / "train.py"), EXPERIMENT, f"head={head}",
+                   f"loss={loss}", f"tune.storage={storage}", f"tune.worker={w}", *name,
+                   f"hydra.sweeper.n_trials={share}", f"hydra.sweep.dir={sweep_dir}",
+                   *overrides]  # fmt: skip
+            procs.append(subprocess.Popen(cmd))
+    for proc in procs:
+        proc.wait()
+    found.trials = sum(len(outcomes(d)) for d in found.sweep_dir.glob("worker*"))
+    cfg = compose_run_config([EXPERIMENT, f"head={head}", f"loss={loss}", *name, *overrides],
+                             ROOT / "outputs" / "compose")  # fmt: skip
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=cfg.tune.study_name, storage=storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if done:
+        best = max(done, key=lambda t: t.value)
+        found.lr, found.value = float(best.params["optimizer.lr"]), float(best.value)
     return found
 
 
@@ -109,10 +151,21 @@ def lr_section(found: list[Search], metric: str) -> list[str]:
     return lines
 
 
+def cfg_trials() -> int:
+    """``n_trials`` of the search's sweeper config (``conf/hydra/sweeper/lr_search.yaml``)."""
+    return int(OmegaConf.load(ROOT / "conf" / "hydra" / "sweeper" / "lr_search.yaml").n_trials)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-trials", type=int, default=None, help="per pair (config: 12)")
     parser.add_argument("--seeds", default="1,2,3", help="seeds of the comparison")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes at once on each pair's study (an Optuna storage)",
+    )
     parser.add_argument("--pairs", default=None, help="head:loss,... (default: every valid one)")
     parser.add_argument("--dir", type=Path, default=None, help="sweep dirs (multirun/tune_lr/…)")
     parser.add_argument("--out", type=Path, default=None, help="report dir (reports/tune_lr)")
@@ -130,7 +183,20 @@ def main(argv: list[str] | None = None) -> None:
     directory = args.dir or ROOT / "multirun" / "tune_lr" / time.strftime("%Y-%m-%d/%H-%M-%S")
     trials = [f"hydra.sweeper.n_trials={args.n_trials}"] if args.n_trials else []
 
-    found = [search(h, loss, directory, [*trials, *args.overrides]) for h, loss in pairs]
+    if args.workers > 1 or cfg.tune.storage:
+        storage = cfg.tune.storage or f"sqlite:///{directory.resolve()}/optuna.db"
+        directory.mkdir(parents=True, exist_ok=True)
+        with exit_on_user_error("lossbench.tune"):
+            prepare_study_storage(storage)  # once, before the workers race to create it
+        given = [o.split("=", 1)[1] for o in args.overrides if o.startswith("tune.study_name=")]
+        n_trials = args.n_trials or cfg_trials()
+        others = [o for o in args.overrides
+                  if not o.startswith(("tune.storage=", "tune.study_name="))]  # fmt: skip
+        found = [shared_search(h, loss, directory, others, max(1, args.workers), n_trials,
+                               storage, given[-1] if given else None)
+                 for h, loss in pairs]  # fmt: skip
+    else:
+        found = [search(h, loss, directory, [*trials, *args.overrides]) for h, loss in pairs]
     tuned = [s for s in found if s.lr is not None]
     if not tuned:
         sys.exit("lossbench.tune: no pair has a finished trial; see the runs' failures above")
