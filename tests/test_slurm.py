@@ -8,8 +8,10 @@ once if no node is up); skipped, saying why, where none can be started.
 from __future__ import annotations
 
 import csv
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -187,6 +189,40 @@ def test_scancel_kills_the_run_with_a_checkpoint_and_resume_through_slurm_contin
     history = client.get_metric_history(run_id, "train/loss")
     assert sorted(m.step for m in history) == list(range(epochs * STEPS_PER_EPOCH))  # none twice
     assert len(client.get_metric_history(run_id, "val/loss")) == epochs
+
+
+def test_a_job_killed_without_a_result_is_a_failed_job_and_the_sweep_prints_its_table(
+    tmp_path: Path, tiny_data, partition: str
+) -> None:
+    """SIGKILL (as the out-of-memory killer sends it) leaves submitit no result: the job is a
+    failed job with Slurm's state, its run KILLED (not left RUNNING), the other job finishes,
+    and the table is printed."""
+    args = [*MULTILABEL, "trainer.max_epochs=12", "seed=1,2", *launcher(partition)]
+    last = tmp_path / "multirun" / "0" / "checkpoints" / "last.ckpt"
+    with ThreadPoolExecutor(1) as pool:
+        sweep = pool.submit(run_train, tmp_path, tiny_data[0], *args, multirun=True)
+        deadline = time.monotonic() + 180
+        while not last.is_file() and not sweep.done() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert last.is_file(), job_logs(tmp_path / "multirun")
+        _, runs = runs_of(tmp_path)
+        (first,) = [r for r in runs if r.data.tags["seed"] == "1"]
+        os.kill(int(first.data.tags["pid"]), signal.SIGKILL)  # the job's process, as OOM does
+        proc = sweep.result(timeout=300)
+    logs = proc.stdout[-3000:] + proc.stderr[-3000:] + job_logs(tmp_path / "multirun")
+    assert proc.returncode == 1 and "jobs: 1 finished, 1 failed, 0 skipped" in proc.stdout, logs
+    (failed,) = [line for line in proc.stdout.splitlines() if line.startswith("  failed: ")]
+    tags = first.data.tags
+    job = f"{tags['slurm_array_job_id']}_{tags['slurm_array_task_id']}"  # submitit's job id
+    assert "seed=1" in failed and f"Slurm job {job} ended without a result (state" in failed, logs
+    _, runs = runs_of(tmp_path)
+    (second,) = [r for r in runs if r.data.tags["seed"] == "2"]
+    assert second.info.status == "FINISHED"
+    (killed,) = [r for r in runs if r.data.tags["seed"] == "1"]  # not left RUNNING
+    assert killed.info.status == "KILLED", logs
+    assert f"Slurm job {job} ended without a result" in killed.data.tags["failure"]
+    assert Path(killed.data.tags["checkpoint"]).is_file()  # resumable
+    assert "FINISHED" in proc.stdout.split("jobs: ")[0]  # the table was printed
 
 
 def test_the_time_limit_warning_ends_the_run_killed_with_a_checkpoint(

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import requests
 from filelock import FileLock
-from mlflow.entities import Experiment, ViewType
+from mlflow.entities import Experiment, Run, ViewType
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -234,20 +234,40 @@ def close_stale(client: MlflowClient, host: str | None = None) -> list[str]:
         pid = int(tags[PID_TAG])
         if process_alive(pid, tags.get(PID_START_TAG, "")):
             continue
-        last = Path(tags.get(OUTPUT_TAG, "/nonexistent")) / "checkpoints" / "last.ckpt"
         reason = (
             f"its process (pid {pid} on {host}) ended without closing the run: killed "
             "(SIGKILL, out of memory) or crashed; closed by lossbench"
         )
-        update = {"failure": reason, "status_reason": "KILLED"}
-        if last.is_file():
-            update["checkpoint"] = str(last)
-        run_id = run.info.run_id
-        for key, value in update.items():
-            retry_if_locked(lambda r=run_id, k=key, v=value: client.set_tag(r, k, v))
-        retry_if_locked(lambda r=run_id: client.set_terminated(r, "KILLED"))
-        closed.append(run_id)
+        closed.append(close_killed(client, run, reason))
     return closed
+
+
+def close_slurm_job(client: MlflowClient, job_id: str, reason: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of Slurm job ``job_id`` (submitit's form: ``<array>_<task>``
+    in an array), which ended without closing them. Returns the ids of the runs closed."""
+    array, _, task = job_id.partition("_")
+    query = "attributes.status = 'RUNNING' and " + (
+        f"tags.slurm_array_job_id = '{array}' and tags.slurm_array_task_id = '{task}'"
+        if task
+        else f"tags.slurm_job_id = '{job_id}'"
+    )
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    runs = client.search_runs(experiments, query, max_results=1000) if experiments else []
+    return [close_killed(client, run, reason) for run in runs]
+
+
+def close_killed(client: MlflowClient, run: Run, reason: str) -> str:
+    """Record ``run`` KILLED with ``reason``, and its last checkpoint where one was saved (so that
+    ``resume=<run id>`` continues it); returns its id."""
+    last = Path(run.data.tags.get(OUTPUT_TAG, "/nonexistent")) / "checkpoints" / "last.ckpt"
+    update = {"failure": reason, "status_reason": "KILLED"}
+    if last.is_file():
+        update["checkpoint"] = str(last)
+    run_id = run.info.run_id
+    for key, value in update.items():
+        retry_if_locked(lambda r=run_id, k=key, v=value: client.set_tag(r, k, v))
+    retry_if_locked(lambda r=run_id: client.set_terminated(r, "KILLED"))
+    return run_id
 
 
 @contextmanager
