@@ -238,11 +238,18 @@ def test_the_time_limit_warning_ends_the_run_killed_with_a_checkpoint(
     assert sacct_states(killed.data.tags["slurm_job_id"]) == ["COMPLETED"]
 
 
-def sacct_states(job: str) -> list[str]:
-    """The job's state in Slurm's accounting (slurmdbd)."""
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
-    return [state.split()[0] for state in out.split("\n") if state]  # "CANCELLED by 0"
+def sacct_states(job: str, timeout: float = 60) -> list[str]:
+    """The job's final states in Slurm's accounting (slurmdbd). A job whose result submitit has
+    already read may still be exiting (RUNNING, COMPLETING) for a moment: wait for its end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        states = [state.split()[0] for state in out.split("\n") if state]  # "CANCELLED by 0"
+        ongoing = {"PENDING", "RUNNING", "COMPLETING", "SUSPENDED"} & set(states)
+        if not ongoing or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("how", ["srun", "launcher"])
