@@ -22,7 +22,8 @@ from lossbench.screenshot import (
     page_text,
     serve_ui,
 )
-from lossbench.ui import COLUMNS, is_server
+from lossbench.store import is_server
+from lossbench.ui import COLUMNS
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

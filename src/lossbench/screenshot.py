@@ -27,8 +27,8 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from lossbench.store import resolve_tracking_uri
-from lossbench.ui import free_port, is_server, stop_group, wait_for_http
+from lossbench.store import is_server, resolve_tracking_uri
+from lossbench.ui import free_port, stop_group, wait_for_http
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
 MISSING = "`make setup` installs them (Debian's chromium and chromium-driver)"

@@ -90,6 +90,11 @@ def _check_database_file(path: Path, uri: str) -> None:
             )
 
 
+def is_server(uri: str) -> bool:
+    """Whether ``uri`` is a tracking server's (``http(s)://``; it serves the UI itself)."""
+    return uri.startswith(("http://", "https://"))
+
+
 def check_store(tracking_uri: str) -> None:
     """Fail fast, with the fix, when the store cannot be written or reached, or is no database."""
     uri = resolve_tracking_uri(tracking_uri)
@@ -97,7 +102,7 @@ def check_store(tracking_uri: str) -> None:
     if path is not None:
         check_writable_dir(path.parent, f"the tracking store {uri}", FIX)
         _check_database_file(path, uri)
-    elif uri.startswith(("http://", "https://")):
+    elif is_server(uri):
         try:
             requests.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
         except requests.RequestException as err:

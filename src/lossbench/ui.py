@@ -26,17 +26,12 @@ import urllib.request
 from mlflow.tracking import MlflowClient
 
 from lossbench.errors import exit_on_user_error
-from lossbench.store import open_store, prepare_store, resolve_tracking_uri
+from lossbench.store import is_server, open_store, prepare_store, resolve_tracking_uri
 
 VIEW_KEY = "lossbench"
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # the MLflow UI reads shared views from these tags
 COLUMNS = ("test/acc", "test/f1_macro", "test/map", "test/loss", "val/loss")
 CHARTS = "^(train|val)/loss$"  # the chart view's search box, a regular expression
-
-
-def is_server(uri: str) -> bool:
-    """Whether ``uri`` is a tracking server's (which serves the UI itself)."""
-    return uri.startswith(("http://", "https://"))
 
 
 def runs_url(base: str, experiment_id: str, view: str | None = None) -> str:
