@@ -227,12 +227,8 @@ def close_stale(client: MlflowClient, host: str | None = None) -> list[str]:
     SIGKILL, out of memory, power cut), with its last checkpoint where one was saved, so that
     ``resume=<run id>`` continues it. Returns the ids of the runs closed."""
     host = host or socket.gethostname()
-    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-    if not experiments:
-        return []
-    query = f"attributes.status = 'RUNNING' and tags.{HOST_TAG} = '{host}'"
     closed = []
-    for run in client.search_runs(experiments, query, max_results=1000):
+    for run in running_runs(client, f"tags.{HOST_TAG} = '{host}'"):
         tags = run.data.tags
         if not tags.get(PID_TAG, "").isdigit():
             continue
@@ -251,14 +247,21 @@ def close_slurm_job(client: MlflowClient, job_id: str, reason: str) -> list[str]
     """Mark KILLED the RUNNING runs of Slurm job ``job_id`` (submitit's form: ``<array>_<task>``
     in an array), which ended without closing them. Returns the ids of the runs closed."""
     array, _, task = job_id.partition("_")
-    query = "attributes.status = 'RUNNING' and " + (
+    query = (
         f"tags.slurm_array_job_id = '{array}' and tags.slurm_array_task_id = '{task}'"
         if task
         else f"tags.slurm_job_id = '{job_id}'"
     )
+    return [close_killed(client, run, reason) for run in running_runs(client, query)]
+
+
+def running_runs(client: MlflowClient, query: str) -> list[Run]:
+    """The RUNNING runs, of every experiment, that match the search filter ``query``."""
     experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-    runs = client.search_runs(experiments, query, max_results=1000) if experiments else []
-    return [close_killed(client, run, reason) for run in runs]
+    if not experiments:
+        return []
+    return client.search_runs(experiments, f"attributes.status = 'RUNNING' and {query}",
+                              max_results=1000)  # fmt: skip
 
 
 def close_killed(client: MlflowClient, run: Run, reason: str) -> str:
