@@ -130,6 +130,54 @@ def test_a_mixed_sweep_forms_two_groups_and_a_singleton(tmp_path: Path) -> None:
     assert lines[0] == "group 1 (fused, 2 runs): job0, job1"
 
 
+def test_each_job_config_is_hydras_own_composition(tmp_path: Path) -> None:
+    """The launcher composes once per set of config-group choices and puts each job's values
+    into a copy: every job's config (the hydra node included) must equal Hydra's."""
+    import itertools
+
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from lossbench import schemas
+    from lossbench.config import CONF
+    from lossbench.fused.compose import SweepComposer
+
+    cells = [["head=softmax", "loss=ce"], ["head=softmax", "loss=sce_inf"],
+             ["head=sigmoid", "loss=focal", "loss.gamma=3"], ["model=cnn", "head=sigmoid",
+             "loss=bce_logits"], ["loss=ce", "+experiment=multiclass_grid"],
+             ["loss=ce", "++loss.label_smoothing=0.1"]]  # fmt: skip
+    values = [["seed=1", "optimizer.lr=0.01"], ["seed=2", "optimizer.lr=1e-3"],
+              ["seed=3", "optimizer.lr=0.01", "logger.experiment_name='a b'"],
+              ["seed=2", "trainer.limit_val_batches=null", "optimizer.lr=0.01"]]  # fmt: skip
+    jobs = [cell + value for cell, value in itertools.product(cells, values)]
+    schemas.register()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(
+            "config", [searchpath(tmp_path), "hydra/launcher=fused", "trainer.max_epochs=1"],
+            RunMode.MULTIRUN,
+        )  # fmt: skip
+        composer = SweepComposer(loader, master)
+        for job in jobs:
+            ours, hydras = composer.compose(job), loader.load_sweep_config(master, job)
+            assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydras), job
+            for a, b in ((ours, hydras), (ours.hydra, hydras.hydra)):
+                assert OmegaConf.is_struct(a) == OmegaConf.is_struct(b)
+                assert OmegaConf.is_readonly(a) == OmegaConf.is_readonly(b)
+        # a value override that cannot be applied: Hydra's own error, not a copy
+        for job in (["head=softmax", "loss=ce", "seed=abc", "optimizer.lr=0.01"], ["seed=1,2"]):
+            with pytest.raises(ConfigCompositionException) as ours:
+                composer.compose(job)
+            with pytest.raises(ConfigCompositionException) as hydras:
+                loader.load_sweep_config(master, job)
+            assert str(ours.value) == str(hydras.value)
+    # in each cell the first two value sets (the same keys) share one composition
+    assert (composer.composed, composer.reused) == (len(cells) * 3, len(cells))
+
+
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_stacked_members_are_their_own_networks(name: str) -> None:
     """Forward (train and eval, per-member and shared input), BatchNorm's running statistics

@@ -48,6 +48,7 @@ class FusedLauncher(Launcher):
     ) -> Sequence[JobReturn]:
         from lossbench.errors import LossbenchError
         from lossbench.fused import grouping
+        from lossbench.fused.compose import SweepComposer
 
         assert self.config is not None and self.hydra_context is not None
         setup_globals()
@@ -59,10 +60,9 @@ class FusedLauncher(Launcher):
                 "Fix: set e.g. `hydra.launcher.max_group=64`"
             )
         configs = []
+        composer = SweepComposer(self.hydra_context.config_loader, self.config)
         for idx, overrides in enumerate(job_overrides, initial_job_idx):
-            config = self.hydra_context.config_loader.load_sweep_config(
-                self.config, list(overrides)
-            )
+            config = composer.compose(overrides)
             with open_dict(config):
                 config.hydra.job.id = config.hydra.job.num = idx
             configs.append(config)
@@ -72,8 +72,9 @@ class FusedLauncher(Launcher):
         common = set.intersection(*(set(o) for o in overrides)) if overrides else set()
         labels = [f"#{c.hydra.job.num} " + " ".join(o for o in job if o not in common)
                   for c, job in zip(configs, overrides, strict=True)]  # fmt: skip
-        log.info("Launching %d jobs in %d groups (fused launcher, max_group=%d)",
-                 len(configs), len(groups), self.max_group)  # fmt: skip
+        log.info("Launching %d jobs in %d groups (fused launcher, max_group=%d; %d configs "
+                 "composed, %d more differing only in values)", len(configs), len(groups),
+                 self.max_group, composer.composed, composer.reused)  # fmt: skip
         for line in grouping.describe(groups, labels):
             log.info("\t%s", line)
         returns: list[JobReturn | None] = [None] * len(configs)
