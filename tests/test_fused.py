@@ -139,11 +139,11 @@ def test_each_job_config_is_hydras_own_composition(tmp_path: Path) -> None:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException
     from hydra.types import RunMode
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
     from lossbench import schemas
     from lossbench.config import CONF
-    from lossbench.fused.compose import SweepComposer
+    from lossbench.fused.compose import CachingConfigLoader, SweepComposer
 
     cells = [["head=softmax", "loss=ce"], ["head=softmax", "loss=sce_inf"],
              ["head=sigmoid", "loss=focal", "loss.gamma=3"], ["model=cnn", "head=sigmoid",
@@ -174,6 +174,16 @@ def test_each_job_config_is_hydras_own_composition(tmp_path: Path) -> None:
             with pytest.raises(ConfigCompositionException) as hydras:
                 loader.load_sweep_config(master, job)
             assert str(ours.value) == str(hydras.value)
+        # the sweeper's check and the launcher ask for each job: composed once, copies after
+        caching = CachingConfigLoader(loader)
+        for job in jobs[:8]:
+            checked = caching.load_sweep_config(master, job)
+            with open_dict(checked):
+                checked.hydra.job.num = 7  # as the launcher does to its copy
+            again = caching.load_sweep_config(master, job)
+            assert OmegaConf.to_yaml(again) == OmegaConf.to_yaml(
+                loader.load_sweep_config(master, job))  # fmt: skip
+        assert caching.composer(master).composed == 6
     # in each cell the first two value sets (the same keys) share one composition
     assert (composer.composed, composer.reused) == (len(cells) * 3, len(cells))
 

@@ -190,7 +190,8 @@ def log_loss_curves(logger: BatchedMLFlowLogger) -> None:
 
     logger.flush()
     client: MlflowClient = logger.experiment
-    fig = Figure(figsize=(7, 4), layout="constrained")
+    fig = Figure(figsize=(7, 4))  # fixed margins: the layout engines cost 40 ms a run
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.12, top=0.92)
     ax = fig.add_subplot()
     styles = {
         "train/loss": dict(lw=0.8, alpha=0.5),

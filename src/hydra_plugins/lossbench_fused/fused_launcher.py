@@ -37,18 +37,21 @@ class FusedLauncher(Launcher):
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
+        self.loader: Any = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        from lossbench.fused.compose import CachingConfigLoader
+
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        self.loader = CachingConfigLoader.install(hydra_context)  # the sweeper's check uses it
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         from lossbench.errors import LossbenchError
         from lossbench.fused import grouping
-        from lossbench.fused.compose import SweepComposer
 
         assert self.config is not None and self.hydra_context is not None
         setup_globals()
@@ -60,9 +63,9 @@ class FusedLauncher(Launcher):
                 "Fix: set e.g. `hydra.launcher.max_group=64`"
             )
         configs = []
-        composer = SweepComposer(self.hydra_context.config_loader, self.config)
+        composer = self.loader.composer(self.config)
         for idx, overrides in enumerate(job_overrides, initial_job_idx):
-            config = composer.compose(overrides)
+            config = self.loader.load_sweep_config(self.config, list(overrides))
             with open_dict(config):
                 config.hydra.job.id = config.hydra.job.num = idx
             configs.append(config)

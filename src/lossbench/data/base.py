@@ -312,7 +312,7 @@ class ClassificationData(pl.LightningDataModule):
         if training and self.augment is not None and not self.stream:
             x = torch.stack([self.augment(image) for image in x])  # per sample, on the device
         mean, std = self.scale(x.device)
-        return [(x.float() / 255.0 - mean) / std, y]
+        return [x.float().div_(255.0).sub_(mean).div_(std), y]  # in place: one allocation
 
     def scale(self, device: torch.device) -> tuple[Tensor, Tensor]:
         """``(mean, std)`` as (C, 1, 1) tensors on ``device``; measured on the training split

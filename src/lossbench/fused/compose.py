@@ -10,18 +10,25 @@ config with the job's own values put in: the same value overrides applied the sa
 ``hydra.job.override_dirname``. Everything else (a config-group choice, ``+key``/``~key``,
 a dict or list value, any ``hydra.*`` override) is part of the key, so it is composed by
 Hydra. tests/test_fused.py compares every job's config with Hydra's own composition.
+
+Hydra's sweepers compose every job once more before launching it, to check that it composes
+(``Sweeper.validate_batch_is_legal``), through the same config loader: the fused launcher
+puts a :class:`CachingConfigLoader` there, so the check composes once per key too and the
+launcher gets each checked config back as a copy.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
+from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -82,3 +89,55 @@ class SweepComposer:
         self.composed += 1
         self.cache.setdefault(key, copy.deepcopy(config))
         return config
+
+
+class CachingConfigLoader(ConfigLoader):
+    """Hydra's config loader, with ``load_sweep_config`` through a :class:`SweepComposer` per
+    master config (and a job composed before returned again as a copy); the rest delegated."""
+
+    def __init__(self, loader: ConfigLoader) -> None:
+        self.loader = loader
+        self.composers: dict[int, SweepComposer] = {}
+        self.done: dict[tuple[int, tuple[str, ...]], tuple[DictConfig, DictConfig]] = {}
+
+    @classmethod
+    def install(cls, context: HydraContext) -> CachingConfigLoader:
+        """Put one into ``context`` (shared by the sweeper and the launcher), once."""
+        if not isinstance(context.config_loader, cls):
+            context.config_loader = cls(context.config_loader)
+        return context.config_loader
+
+    def composer(self, master: DictConfig) -> SweepComposer:
+        composer = self.composers.get(id(master))
+        if composer is None or composer.master is not master:
+            composer = self.composers[id(master)] = SweepComposer(self.loader, master)
+        return composer
+
+    def load_sweep_config(
+        self, master_config: DictConfig, sweep_overrides: list[str]
+    ) -> DictConfig:
+        key = (id(master_config), tuple(sweep_overrides))
+        master, config = self.done.get(key, (None, None))
+        if master is master_config and config is not None:
+            return copy.deepcopy(config)
+        config = self.composer(master_config).compose(sweep_overrides)
+        self.done[key] = (master_config, copy.deepcopy(config))
+        return config
+
+    def load_configuration(self, *args: Any, **kwargs: Any) -> DictConfig:
+        return self.loader.load_configuration(*args, **kwargs)
+
+    def get_search_path(self) -> Any:
+        return self.loader.get_search_path()
+
+    def get_sources(self) -> Any:
+        return self.loader.get_sources()
+
+    def list_groups(self, parent_name: str) -> list[str]:
+        return self.loader.list_groups(parent_name)
+
+    def get_group_options(self, *args: Any, **kwargs: Any) -> list[str]:
+        return self.loader.get_group_options(*args, **kwargs)
+
+    def compute_defaults_list(self, *args: Any, **kwargs: Any) -> Any:
+        return self.loader.compute_defaults_list(*args, **kwargs)
