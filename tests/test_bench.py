@@ -57,3 +57,19 @@ def test_first_step_marker_writes_when_the_first_batch_starts(tmp_path, monkeypa
     marked = json.loads(mark.read_text())
     assert before <= marked["time"] <= time.time()
     assert marked["cpu"] > 0 and marked["modules"] > 100
+
+
+def test_train_py_trains_with_the_collector_on_and_its_imports_frozen(
+    tmp_path, tiny_data, monkeypatch
+) -> None:
+    """train.py turns cyclic garbage collection off while it imports, freezes what the
+    imports made, and turns collection back on before anything is composed or trained."""
+    from conftest import TINY_OVERRIDES, run_train
+
+    mark = tmp_path / "first-step.json"
+    monkeypatch.setenv("LOSSBENCH_FIRST_STEP_FILE", str(mark))
+    proc = run_train(tmp_path, tiny_data[0], *TINY_OVERRIDES, "trainer.max_epochs=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    marked = json.loads(mark.read_text())
+    assert marked["gc_enabled"] is True
+    assert marked["gc_frozen"] > 100_000  # torch, Lightning, MLflow, Hydra: ~950,000 objects

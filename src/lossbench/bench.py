@@ -311,7 +311,9 @@ def startup(runs: int) -> dict:
     """Process start → first training step of ``python train.py dataset=fashion_mnist
     trainer.max_epochs=1`` (MLP, progress_bar=log, a store of its own), ``runs`` times after
     one untimed run that creates the MLflow store and warms the file cache, each followed by
-    a bare Lightning process: what any Lightning run pays to start.
+    a bare Lightning process: what any Lightning run pays to start; and, before each, a
+    process that only imports Lightning, Hydra and MLflow's SQL store (``dependency_imports_s``,
+    to the end of its imports): the part of the start-up no change to lossbench removes.
 
     Times run from the parent's clock just before it starts the child: to the time the
     child's ``FirstStepMarker`` (``LOSSBENCH_FIRST_STEP_FILE``) writes as its first batch
@@ -340,6 +342,10 @@ def startup(runs: int) -> dict:
                enable_model_summary=False, callbacks=[FirstStepMarker(first_step_file())]).fit(
         Bare(), torch.utils.data.DataLoader(data, batch_size=128))
     """)
+    # what no lossbench change can remove: importing the libraries a run uses (with the
+    # collector off, as train.py imports them); the child prints when it is done
+    imports = ("import gc; gc.disable(); import time, pytorch_lightning, hydra, "
+               "mlflow.store.tracking.sqlalchemy_store; print(time.time())")  # fmt: skip
     args = ["dataset=fashion_mnist", "trainer.max_epochs=1"]
     times: dict[str, dict[str, list[float]]] = {
         p: {"first_step_s": [], "first_step_cpu_s": [], "wall_s": [], "modules": []}
@@ -353,7 +359,13 @@ def startup(runs: int) -> dict:
             ],
             "bare_lightning": [sys.executable, "-c", bare_lightning],
         }  # fmt: skip
+        imports_s = []
         for i in range(runs + 1):
+            start = time.time()
+            done = subprocess.run([sys.executable, "-c", imports], check=True, cwd=ROOT,
+                                  capture_output=True, text=True).stdout  # fmt: skip
+            if i:
+                imports_s.append(float(done) - start)
             for name, cmd in commands.items():
                 mark = Path(tmp) / f"{name}-{i}.json"
                 extra = [f"hydra.run.dir={tmp}/run{i}"] if name == "lossbench" else []
@@ -377,7 +389,8 @@ def startup(runs: int) -> dict:
         "bare_lightning": median["bare_lightning"],
         "over_bare_lightning": median["lossbench"]["first_step_s"]
         / median["bare_lightning"]["first_step_s"],
-        "all": times,
+        "dependency_imports_s": statistics.median(imports_s),
+        "all": {**times, "dependency_imports": {"wall_s": imports_s}},
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -38,8 +39,10 @@ class EpochLog(Callback):
 
 class FirstStepMarker(Callback):
     """Writes, as the first training batch starts, ``{"time": time.time(), "cpu": s,
-    "modules": n}`` to ``path``: when the process reached its first step (the start-up
-    benchmark reads it), the CPU time it had used, and how many modules it had imported."""
+    "modules": n, "gc_enabled": b, "gc_frozen": n}`` to ``path``: when the process reached
+    its first step (the start-up benchmark reads it), the CPU time it had used, how many
+    modules it had imported, and the garbage collector's state (train.py freezes the objects
+    of its imports and turns collection back on before training)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -50,7 +53,13 @@ class FirstStepMarker(Callback):
             return
         self.done = True
         now, cpu = time.time(), os.times()
-        mark = {"time": now, "cpu": round(cpu.user + cpu.system, 3), "modules": len(sys.modules)}
+        mark = {
+            "time": now,
+            "cpu": round(cpu.user + cpu.system, 3),
+            "modules": len(sys.modules),
+            "gc_enabled": gc.isenabled(),
+            "gc_frozen": gc.get_freeze_count(),
+        }
         with open(self.path, "w") as f:
             json.dump(mark, f)
 
