@@ -183,7 +183,10 @@ def test_each_job_config_is_hydras_own_composition(tmp_path: Path) -> None:
             again = caching.load_sweep_config(master, job)
             assert OmegaConf.to_yaml(again) == OmegaConf.to_yaml(
                 loader.load_sweep_config(master, job))  # fmt: skip
-        assert caching.composer(master).composed == 6
+        assert caching.composer(master).composed == 6 and not caching.done  # each handed over
+        caching.load_sweep_config(master, jobs[0])
+        caching.forget()
+        assert not caching.done
     # in each cell the first two value sets (the same keys) share one composition
     assert (composer.composed, composer.reused) == (len(cells) * 3, len(cells))
 

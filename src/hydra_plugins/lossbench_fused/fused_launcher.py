@@ -69,6 +69,7 @@ class FusedLauncher(Launcher):
             with open_dict(config):
                 config.hydra.job.id = config.hydra.job.num = idx
             configs.append(config)
+        self.loader.forget()
         tasks = [_task_part(c) for c in configs]
         groups = grouping.plan(tasks, self.max_group)
         overrides = [filter_overrides(c.hydra.overrides.task) for c in configs]

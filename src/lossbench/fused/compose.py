@@ -93,7 +93,9 @@ class SweepComposer:
 
 class CachingConfigLoader(ConfigLoader):
     """Hydra's config loader, with ``load_sweep_config`` through a :class:`SweepComposer` per
-    master config (and a job composed before returned again as a copy); the rest delegated."""
+    master config; a job composed before (the sweeper's check) is handed over once as the
+    copy kept of it, and :meth:`forget` drops the rest (the launcher calls it once it has
+    its batch). Everything else is delegated."""
 
     def __init__(self, loader: ConfigLoader) -> None:
         self.loader = loader
@@ -117,12 +119,16 @@ class CachingConfigLoader(ConfigLoader):
         self, master_config: DictConfig, sweep_overrides: list[str]
     ) -> DictConfig:
         key = (id(master_config), tuple(sweep_overrides))
-        master, config = self.done.get(key, (None, None))
+        master, config = self.done.pop(key, (None, None))
         if master is master_config and config is not None:
-            return copy.deepcopy(config)
+            return config
         config = self.composer(master_config).compose(sweep_overrides)
         self.done[key] = (master_config, copy.deepcopy(config))
         return config
+
+    def forget(self) -> None:
+        """Drop the kept copies (the configs of jobs checked but not launched)."""
+        self.done.clear()
 
     def load_configuration(self, *args: Any, **kwargs: Any) -> DictConfig:
         return self.loader.load_configuration(*args, **kwargs)
