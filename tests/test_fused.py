@@ -75,6 +75,8 @@ def test_each_member_is_its_own_run_with_the_sequential_history(fused_and_sequen
     proc, fused, runs, seq, seq_runs = fused_and_sequential
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # one member FAILED
     assert "group 1 (fused, 10 runs)" in proc.stderr + proc.stdout
+    # 8 head/loss cells composed by Hydra (for the sweeper's check), the second seeds copied
+    assert "8 configs composed, 8 more differing only in values" in proc.stderr + proc.stdout
     assert sorted(runs) == sorted(seq_runs) and len(runs) == 10
     groups = {r.data.tags["fused_group"] for r in runs.values()}
     assert len(groups) == 1

@@ -38,6 +38,7 @@ class FusedLauncher(Launcher):
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
         self.loader: Any = None
+        self.counted = (0, 0)  # configs composed and copied up to the last batch's log line
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -78,7 +79,9 @@ class FusedLauncher(Launcher):
                   for c, job in zip(configs, overrides, strict=True)]  # fmt: skip
         log.info("Launching %d jobs in %d groups (fused launcher, max_group=%d; %d configs "
                  "composed, %d more differing only in values)", len(configs), len(groups),
-                 self.max_group, composer.composed, composer.reused)  # fmt: skip
+                 self.max_group, composer.composed - self.counted[0],
+                 composer.reused - self.counted[1])  # fmt: skip
+        self.counted = composer.composed, composer.reused  # (the sweeper's check included)
         for line in grouping.describe(groups, labels):
             log.info("\t%s", line)
         returns: list[JobReturn | None] = [None] * len(configs)
