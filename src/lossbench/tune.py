@@ -100,10 +100,11 @@ def shared_search(
                              ROOT / "outputs" / "compose")  # fmt: skip
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=cfg.tune.study_name, storage=storage)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if done:
-        best = max(done, key=lambda t: t.value)
-        found.lr, found.value = float(best.params["optimizer.lr"]), float(best.value)
+    try:
+        best = study.best_trial  # Optuna's, in the study's direction
+    except ValueError:  # no trial completed
+        return found
+    found.lr, found.value = float(best.params["optimizer.lr"]), float(best.value)
     return found
 
 

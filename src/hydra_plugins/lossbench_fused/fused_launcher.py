@@ -38,7 +38,6 @@ class FusedLauncher(Launcher):
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
         self.loader: Any = None
-        self.counted = (0, 0)  # configs composed and copied up to the last batch's log line
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -79,9 +78,8 @@ class FusedLauncher(Launcher):
                   for c, job in zip(configs, overrides, strict=True)]  # fmt: skip
         log.info("Launching %d jobs in %d groups (fused launcher, max_group=%d; %d configs "
                  "composed, %d more differing only in values)", len(configs), len(groups),
-                 self.max_group, composer.composed - self.counted[0],
-                 composer.reused - self.counted[1])  # fmt: skip
-        self.counted = composer.composed, composer.reused  # (the sweeper's check included)
+                 self.max_group, composer.composed, composer.reused)  # fmt: skip
+        composer.composed = composer.reused = 0  # this batch's (the sweeper's check included)
         for line in grouping.describe(groups, labels):
             log.info("\t%s", line)
         returns: list[JobReturn | None] = [None] * len(configs)

@@ -87,7 +87,8 @@ class SweepComposer:
                 pass
         config = self.loader.load_sweep_config(self.master, list(overrides))
         self.composed += 1
-        self.cache.setdefault(key, copy.deepcopy(config))
+        if key not in self.cache:  # (after a copy that failed, the first one stays)
+            self.cache[key] = copy.deepcopy(config)
         return config
 
 
