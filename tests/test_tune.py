@@ -20,6 +20,8 @@ from test_postgres import fresh_database, postgres_url
 from conftest import TINY_OVERRIDES, TINY_SIZES, sqlite_uri
 from lossbench.config import ROOT
 from lossbench.tracking import sweep_id
+from lossbench.tune import main as tune_main
+from lossbench.tune import split_overrides
 
 PAIRS = (("softmax", "ce"), ("sigmoid", "bce_logits"))
 TRIALS = 3
@@ -168,15 +170,17 @@ def test_a_bad_storage_is_refused_before_anything_is_written(
 def test_tune_with_workers_shares_each_pairs_trials(tmp_path: Path, tiny_data) -> None:
     uri = sqlite_uri(tmp_path / "mlflow.db")
     sweeps, out = tmp_path / "sweeps", tmp_path / "report"
+    # the trials per pair as the Optuna sweeper's own override: shared out like --n-trials, and
+    # kept from the comparison (Hydra's basic sweeper has no n_trials)
     cmd = [
-        sys.executable, "-m", "lossbench.tune", "--n-trials", "3", "--workers", "2",
+        sys.executable, "-m", "lossbench.tune", "hydra.sweeper.n_trials=3", "--workers", "2",
         "--seeds", "1", "--pairs", "softmax:ce", "--dir", str(sweeps), "--out", str(out),
         f"data_dir={tiny_data[0]}", f"logger.tracking_uri={uri}", *TINY_OVERRIDES,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    # the default storage beside the sweeps; the workers' shares (2 + 1) add up to --n-trials
+    # the default storage beside the sweeps; the workers' shares (2 + 1) add up to n_trials
     study = optuna.load_study(study_name="tune_lr-fashion_mnist-mlp-softmax-ce",
                               storage=f"sqlite:///{sweeps / 'optuna.db'}")  # fmt: skip
     assert sorted(t.number for t in study.trials) == [0, 1, 2]
@@ -195,3 +199,34 @@ def test_tune_with_workers_shares_each_pairs_trials(tmp_path: Path, tiny_data) -
                       study.best_params["optimizer.lr"])  # fmt: skip
     report = (out / "REPORT.md").read_text()
     assert f"| softmax + ce | 3 | {study.best_params['optimizer.lr']:.3g} |" in report
+
+
+def test_the_sweepers_overrides_go_to_the_search_only() -> None:
+    both, search_only, trials = split_overrides(
+        ["dataset=digits", "hydra.sweeper.n_trials=5", "hydra.sweeper.sampler.seed=3",
+         "trainer.max_epochs=2"], None,
+    )  # fmt: skip
+    assert both == ["dataset=digits", "trainer.max_epochs=2"]
+    assert search_only == ["hydra.sweeper.sampler.seed=3"]
+    assert trials == 5
+    assert split_overrides(["++hydra.sweeper.n_trials=4"], 4)[2] == 4  # the same count twice
+    assert split_overrides([], 7) == ([], [], 7)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--n-trials", "3", "hydra.sweeper.n_trials=5"], "both set the trials per pair"),
+        (["hydra.sweeper.n_trials=0"], "a whole number above 0"),
+        (["hydra.sweeper.n_trials=many"], "a whole number above 0"),
+    ],
+)
+def test_a_conflicting_trial_count_is_refused(
+    argv: list[str], words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        tune_main(["--dir", str(tmp_path / "sweeps"), *argv])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Fix:" in err and "Traceback" not in err
+    assert not (tmp_path / "sweeps").exists()  # nothing started

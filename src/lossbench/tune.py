@@ -8,7 +8,9 @@
 3. report: ``lossbench.report`` on that sweep, with a section on the tuned learning rates.
 
 Extra arguments are Hydra overrides given to both stages, e.g. ``dataset=mnist
-trainer.max_epochs=5``. A pair whose every trial failed is reported and left out. Given the
+trainer.max_epochs=5``, except the search's sweeper settings (``hydra.sweeper.*``): those go to
+the search only (the comparison runs Hydra's basic sweeper), and ``hydra.sweeper.n_trials=N``
+means ``--n-trials N``. A pair whose every trial failed is reported and left out. Given the
 ``--dir`` of an interrupted tune, finished studies and comparison runs are not trained again.
 
 ``--workers N`` runs N processes at once on each pair's study, which then lives in an Optuna
@@ -30,7 +32,7 @@ from omegaconf import OmegaConf
 from lossbench import matrix
 from lossbench.config import ROOT, compose_run_config
 from lossbench.data import DATASETS
-from lossbench.errors import exit_on_user_error
+from lossbench.errors import LossbenchError, exit_on_user_error
 from lossbench.heads import HEADS
 from lossbench.report import write_report
 from lossbench.study_storage import prepare_study_storage
@@ -152,6 +154,37 @@ def lr_section(found: list[Search], metric: str) -> list[str]:
     return lines
 
 
+def split_overrides(
+    overrides: list[str], n_trials: int | None
+) -> tuple[list[str], list[str], int | None]:
+    """The user's overrides as (for both stages, for the search only, trials per pair).
+
+    The search's Optuna sweeper takes ``hydra.sweeper.*``; the comparison runs Hydra's basic
+    sweeper, which refuses them. ``hydra.sweeper.n_trials=N`` is the trials per pair, the same
+    as ``--n-trials N`` (with ``--workers`` it is shared out among them, not given to each)."""
+    both: list[str] = []
+    search_only: list[str] = []
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if key == "hydra.sweeper.n_trials" and sep:
+            if not (value.isdigit() and int(value) > 0):
+                raise LossbenchError(
+                    f"{override}: the trials per pair must be a whole number above 0. Fix: "
+                    "e.g. --n-trials 12"
+                )
+            if n_trials is not None and n_trials != int(value):
+                raise LossbenchError(
+                    f"--n-trials {n_trials} and {override} both set the trials per pair. Fix: "
+                    "give one of them"
+                )
+            n_trials = int(value)
+        elif key.startswith(("hydra.sweeper.", "hydra/sweeper")):
+            search_only.append(override)
+        else:
+            both.append(override)
+    return both, search_only, n_trials
+
+
 def cfg_trials() -> int:
     """``n_trials`` of the search's sweeper config (``conf/hydra/sweeper/lr_search.yaml``)."""
     return int(OmegaConf.load(ROOT / "conf" / "hydra" / "sweeper" / "lr_search.yaml").n_trials)
@@ -171,9 +204,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", type=Path, default=None, help="sweep dirs (multirun/tune_lr/…)")
     parser.add_argument("--out", type=Path, default=None, help="report dir (reports/tune_lr)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides before or after the options
+    with exit_on_user_error("lossbench.tune"):
+        overrides, sweeper, n_trials = split_overrides(args.overrides, args.n_trials)
 
-    cfg = compose_run_config([EXPERIMENT, *args.overrides], ROOT / "outputs" / "compose")
+    cfg = compose_run_config([EXPERIMENT, *overrides, *sweeper], ROOT / "outputs" / "compose")
     task = DATASETS[cfg.dataset.name].task_of(OmegaConf.to_container(cfg.dataset))
     if args.pairs:
         pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
@@ -182,26 +217,24 @@ def main(argv: list[str] | None = None) -> None:
     else:
         pairs = [(h, loss) for h in HEADS for loss in matrix.valid_losses(task, h)]
     directory = args.dir or ROOT / "multirun" / "tune_lr" / time.strftime("%Y-%m-%d/%H-%M-%S")
-    trials = [f"hydra.sweeper.n_trials={args.n_trials}"] if args.n_trials else []
+    trials = [f"hydra.sweeper.n_trials={n_trials}"] if n_trials else []
 
     if args.workers > 1 or cfg.tune.storage:
         storage = cfg.tune.storage or f"sqlite:///{directory.resolve()}/optuna.db"
         directory.mkdir(parents=True, exist_ok=True)
         with exit_on_user_error("lossbench.tune"):
             prepare_study_storage(storage)  # once, before the workers race to create it
-        given = [o.split("=", 1)[1] for o in args.overrides if o.startswith("tune.study_name=")]
-        n_trials = args.n_trials or cfg_trials()
-        others = [o for o in args.overrides
-                  if not o.startswith(("tune.storage=", "tune.study_name="))]  # fmt: skip
-        found = [shared_search(h, loss, directory, others, max(1, args.workers), n_trials,
-                               storage, given[-1] if given else None)
+        given = [o.split("=", 1)[1] for o in overrides if o.startswith("tune.study_name=")]
+        others = [o for o in overrides if not o.startswith(("tune.storage=", "tune.study_name="))]
+        found = [shared_search(h, loss, directory, [*others, *sweeper], max(1, args.workers),
+                               n_trials or cfg_trials(), storage, given[-1] if given else None)
                  for h, loss in pairs]  # fmt: skip
     else:
-        found = [search(h, loss, directory, [*trials, *args.overrides]) for h, loss in pairs]
+        found = [search(h, loss, directory, [*trials, *overrides, *sweeper]) for h, loss in pairs]
     tuned = [s for s in found if s.lr is not None]
     if not tuned:
         sys.exit("lossbench.tune: no pair has a finished trial; see the runs' failures above")
-    sweep, code = compare(tuned, args.seeds, directory, args.overrides)
+    sweep, code = compare(tuned, args.seeds, directory, overrides)
     out = args.out or ROOT / "reports" / "tune_lr"
     extra = lr_section(found, cfg.optimized_metric)
     print(write_report(cfg.logger.tracking_uri, cfg.logger.experiment_name, sweep, out, True,
