@@ -74,9 +74,10 @@ TINY_OVERRIDES = [
 
 
 def run_train(
-    tmp: Path, data_dir: Path, *overrides: str, multirun: bool = False
+    tmp: Path, data_dir: Path, *overrides: str, multirun: bool = False, sweep_dir: str = "multirun"
 ) -> subprocess.CompletedProcess[str]:
-    """The real ``train.py`` in a subprocess, writing only under ``tmp``."""
+    """The real ``train.py`` in a subprocess, writing only under ``tmp`` (a sweep: in
+    ``tmp/<sweep_dir>``)."""
     args = [sys.executable, str(ROOT / "train.py")]
     if multirun:
         args.append("-m")
@@ -84,7 +85,7 @@ def run_train(
         f"data_dir={data_dir}",
         f"logger.tracking_uri={sqlite_uri(tmp / 'mlflow.db')}",
         f"hydra.run.dir={tmp / 'outputs'}",
-        f"hydra.sweep.dir={tmp / 'multirun'}",
+        f"hydra.sweep.dir={tmp / sweep_dir}",
         f"output_roots=[{tmp}]",
         *overrides,
     ]

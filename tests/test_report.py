@@ -18,6 +18,7 @@ from scipy import stats as scipy_stats
 from conftest import compose_cfg, run_train, sqlite_uri
 from lossbench import run, stats
 from lossbench.report import write_report
+from lossbench.tracking import sweep_id
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,43 @@ def test_report_lists_the_skipped_jobs(sweep: Path) -> None:
         assert f"`{loss} {seed}`" in line
 
 
+def test_a_job_whose_config_has_a_run_is_reported_by_that_run(tmp_path: Path, tiny_data) -> None:
+    """A second sweep trains only what the first did not (softmax + nll); its ce job is skipped,
+    naming the first sweep's run. The report on all runs averages that run in and says the job
+    was not trained again; the report on the second sweep alone names it as outside."""
+    common = ("dataset=digits", "trainer.max_epochs=1", "trainer.accelerator=cpu",
+              "progress_bar=log", "seed=1")  # fmt: skip
+    for losses, folder in (("ce", "first"), ("ce,nll", "second")):
+        proc = run_train(tmp_path, tiny_data[0], *common, f"loss={losses}", multirun=True,
+                         sweep_dir=folder)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    client = MlflowClient(uri)
+    runs = {r.data.tags["loss"]: r for r in client.search_runs(["1"], max_results=10)}
+    assert set(runs) == {"ce", "nll"}
+    assert runs["ce"].data.tags["sweep_id"] == sweep_id(tmp_path / "first")
+
+    every = write_report(uri, "lossbench", None, tmp_path / "all").read_text()
+    assert "| softmax + ce | 1 |" in every and "| softmax + nll | 1 |" in every
+    # one seed a side: no test can be made, and the report says so (it used to stop here)
+    (row,) = [x for x in every.splitlines() if x.startswith("| 2 | softmax + ")]
+    assert "(no interval: one seed) | — | undecided: one seed a side, no spread yet" in row
+    section = every.split("## Skipped jobs")[1]
+    assert "1 job was not trained again: their config already had a FINISHED run" in section
+    assert "skipped before training" not in section
+
+    second = sweep_id(tmp_path / "second")
+    alone = write_report(uri, "lossbench", second, tmp_path / "second-report").read_text()
+    assert "| softmax + ce |" not in alone and "| softmax + nll | 1 |" in alone
+    section = alone.split("## Skipped jobs")[1]
+    assert "1 job of the sweep was skipped before training" in section
+    (line,) = [x for x in section.splitlines() if x.startswith("- ")]
+    assert line.startswith("- this config already has a FINISHED run; rerun=true trains it again "
+                           "(that run is not in this report): ")  # fmt: skip
+    assert f"loss=ce` (run {runs['ce'].info.run_id})" in line
+    assert "not trained again" not in section
+
+
 def test_report_rows_means_stds_and_plots(sweep: Path) -> None:
     report = write_report(sqlite_uri(sweep / "mlflow.db"), "lossbench", None, sweep / "rep", True)
     text = report.read_text()
@@ -213,6 +251,19 @@ def test_unpaired_seeds_fall_back_to_welch() -> None:
     assert c.test == "Welch"
     want = scipy_stats.ttest_ind(list(x.values()), list(REF.values()), equal_var=False).pvalue
     assert c.p == pytest.approx(want)
+
+
+@pytest.mark.parametrize("x", [{1: 0.80}, {11: 0.80, 12: 0.82}])
+def test_one_seed_a_side_gives_no_test_and_says_so(x: dict[int, float]) -> None:
+    """One value on one side (a pair run with one seed, or the best pair with one): Welch's
+    test needs a variance on each side, so there is no p-value and no interval."""
+    ref = {1: 0.85}
+    c = stats.paired("a", "ref", "test/acc", x, ref, 0.005)
+    assert c.test == "Welch" and c.n == 1
+    assert c.diff == pytest.approx(np.mean(list(x.values())) - 0.85)
+    assert np.isnan(c.p) and np.isnan(c.ci_low) and np.isnan(c.ci_high) and np.isnan(c.p_tost)
+    stats.adjust([c])
+    assert c.verdict(1) == "undecided: one seed a side, no spread yet: run more seeds"
 
 
 def test_holm_matches_its_definition() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,8 +72,8 @@ def ranked_table(pairs: list[Pair], acc: list[stats.Comparison]) -> list[str]:
         if c is None:
             row += ["—", "—", "—", "best" if i == 1 else "—"]
         else:
-            row += [c.test, f"{c.diff:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}]",
-                    f"{c.p_holm:.3g}", c.verdict(len(acc))]  # fmt: skip
+            p_holm = "—" if math.isnan(c.p_holm) else f"{c.p_holm:.3g}"
+            row += [c.test, diff_ci(c), p_holm, c.verdict(len(acc))]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -90,12 +91,20 @@ def calibration_table(pairs: list[Pair], verdicts: dict[str, list[stats.Comparis
     return lines
 
 
+def diff_ci(c: stats.Comparison) -> str:
+    """The mean difference and its 95% interval; none with one seed a side."""
+    if math.isnan(c.ci_low):
+        return f"{c.diff:+.4f} (no interval: one seed)"
+    return f"{c.diff:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+
+
 def confusion_table(labels: list[str], matrix: np.ndarray) -> list[str]:
     """Counts, rows: true class, columns: predicted class (numbered as in the rows)."""
     header = ["true ↓ predicted →", *map(str, range(len(labels)))]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(labels)]
     for i, (name, row) in enumerate(zip(labels, matrix.tolist(), strict=True)):
-        lines.append(f"| {i} {name} | " + " | ".join(map(str, row)) + " |")
+        label = name if name == str(i) else f"{i} {name}"  # digits' classes are their numbers
+        lines.append(f"| {label} | " + " | ".join(map(str, row)) + " |")
     return lines
 
 
@@ -115,26 +124,54 @@ def per_class_table(pairs: list[Pair], client: MlflowClient) -> list[str]:
     return [header, "|---|" + "---:|" * len(labels), *rows]
 
 
-def skipped_section(client: MlflowClient, experiment: str, sweep: str | None) -> list[str]:
-    """The sweep's skipped jobs (they have no MLflow run), from the record its end left in the
-    experiment (``summary.record_skipped``): one line per reason, overrides shared by every
-    skipped job said once."""
+def skipped_section(
+    client: MlflowClient, experiment: str, sweep: str | None, reported: set[str]
+) -> list[str]:
+    """The skipped jobs of the sweep (of every sweep if ``sweep`` is None), from the record
+    each sweep's end left in the experiment (``summary.record_skipped``): one line per reason,
+    overrides shared by every listed job said once. A job skipped because its config already
+    had a FINISHED run is listed only when that run is not among ``reported`` (the runs of the
+    report); the others are counted: their run is averaged in."""
     records = skipped_jobs(client, experiment_named(client, experiment).experiment_id, sweep)
-    groups = [g for r in records for g in r["groups"]]
-    if not groups:
+    listed: list[tuple[str, list[list[str]], list[str | None]]] = []  # reason, jobs, runs
+    reused = 0
+    for g in (g for r in records for g in r["groups"]):
+        if "runs" not in g:
+            listed.append((g["reason"], g["jobs"], [None] * len(g["jobs"])))
+            continue
+        outside = [(j, run) for j, run in zip(g["jobs"], g["runs"], strict=True)
+                   if run not in reported]  # fmt: skip
+        reused += len(g["jobs"]) - len(outside)
+        if outside:
+            listed.append((f"{g['reason']} (that run is not in this report)",
+                           [j for j, _ in outside], [run for _, run in outside]))  # fmt: skip
+    if not listed and not reused:
         return []
-    jobs = [job for g in groups for job in g["jobs"]]
-    common = [o for o in jobs[0] if all(o in job for job in jobs)]
-    lines = ["", "## Skipped jobs (no run, not averaged in)", "",
-             f"{len(jobs)} jobs of the sweep were skipped before training"
-             + (f"; all with `{' '.join(common)}`" if common else "") + ":", ""]  # fmt: skip
-    for g in groups:
-        own = [" ".join(o for o in job if o not in common) or "(no other override)"
-               for job in g["jobs"]]  # fmt: skip
-        lines.append(f"- {g['reason']}: " + ", ".join(f"`{o}`" for o in own))
+    lines = ["", "## Skipped jobs", ""]
+    if listed:
+        jobs = [job for _, js, _ in listed for job in js]
+        common = [o for o in jobs[0] if all(o in job for job in jobs)] if len(jobs) > 1 else []
+        of = "the sweep" if len(records) == 1 else f"{len(records)} sweeps"
+        lines += [f"{_jobs(len(jobs), f'of {of} ')}skipped before training (no run of theirs is "
+                  "averaged in)" + (f"; all with `{' '.join(common)}`" if common else "") + ":",
+                  ""]  # fmt: skip
+        for reason, js, runs in listed:
+            own = [" ".join(o for o in job if o not in common) or "(no other override)"
+                   for job in js]  # fmt: skip
+            named = [f"`{o}`" + (f" (run {run})" if run else "")
+                     for o, run in zip(own, runs, strict=True)]  # fmt: skip
+            lines.append(f"- {reason}: " + ", ".join(named))
     if omitted := sum(r["omitted"] for r in records):
         lines.append(f"- and {omitted} more (see the sweep's closing summary)")
+    if reused:
+        lines += ["", f"{_jobs(reused)}not trained again: their config already had a "
+                  "FINISHED run, which is averaged in above."]  # fmt: skip
     return lines
+
+
+def _jobs(n: int, of: str = "") -> str:
+    """'1 job <of>was ' or 'n jobs <of>were '."""
+    return f"1 job {of}was " if n == 1 else f"{n} jobs {of}were "
 
 
 def log_summary_run(client: MlflowClient, experiment: str, sweep: str | None, out: Path) -> str:
@@ -231,8 +268,7 @@ def write_report(
         if checks:
             lines += ["", "### A/A check: pairs that compute the same function", "",
                       "| pair | vs | Δ acc (95% CI) | verdict |", "|---|---|---|---|"]  # fmt: skip
-            lines += [f"| {c.pair} | {c.reference} | {c.diff:+.4f} [{c.ci_low:+.4f}, "
-                      f"{c.ci_high:+.4f}] | {c.verdict(len(checks))} |"
+            lines += [f"| {c.pair} | {c.reference} | {diff_ci(c)} | {c.verdict(len(checks))} |"
                       for c in checks]  # fmt: skip
         if "imbalance" in setting:
             lines += ["", "### Test accuracy per class (summed over seeds)", "",
@@ -251,7 +287,8 @@ def write_report(
         lines += [f"- {r.info.run_name} ({r.info.run_id}): {r.info.status}"
                   f"{': ' + r.data.tags['failure'][:200] if 'failure' in r.data.tags else ''}"
                   for r in others]  # fmt: skip
-    lines += skipped_section(client, experiment, sweep)
+    reported = {r.info.run_id for p in pairs for r in p.runs} | {r.info.run_id for r in others}
+    lines += skipped_section(client, experiment, sweep, reported)
     lines += ["", *extra] if extra else []
     path = out / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")

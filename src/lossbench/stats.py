@@ -68,7 +68,10 @@ class Comparison:
         if self.p_tost_holm < alpha:
             return f"equivalent within ±{self.margin:g}"
         needed = seeds_needed(self.diff, self.sd, self.margin, m, self.n, alpha)
-        return f"undecided: about {needed} seeds needed" if needed else "undecided: no spread yet"
+        if needed:
+            return f"undecided: about {needed} seeds needed"
+        return "undecided: one seed a side, no spread yet: run more seeds" if self.n < 2 else (
+            "undecided: no spread yet")  # fmt: skip
 
 
 def paired(
@@ -99,13 +102,15 @@ def paired(
     else:
         a, b = np.array(list(x.values())), np.array(list(ref.values()))
         n, mean = min(len(a), len(b)), float(a.mean() - b.mean())
-        va, vb = (a.var(ddof=1) / len(a) if len(a) > 1 else np.nan,
-                  b.var(ddof=1) / len(b) if len(b) > 1 else np.nan)  # fmt: skip
-        se = float(math.sqrt(va + vb))
-        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se else 1.0
-        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if se else float(mean == 0)
+        if n < 2:  # a single value a side: no spread, so no test and no interval
+            se = df = p = float("nan")
+        else:
+            va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+            se = float(math.sqrt(va + vb))
+            df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se else 1.0
+            p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if se else float(mean == 0)
         sd, p_w, test = se * math.sqrt(n), float("nan"), "Welch"
-    half = float(stats.t.ppf(0.975, df) * se) if se > 0 else 0.0  # nan > 0 is False
+    half = float(stats.t.ppf(0.975, df) * se) if se > 0 else 0.0 if se == 0 else float("nan")
     return Comparison(
         pair=name, reference=reference, metric=metric, n=n, test=test, diff=mean,
         ci_low=mean - half, ci_high=mean + half, p=p, p_wilcoxon=p_w,

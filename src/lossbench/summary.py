@@ -39,6 +39,7 @@ COLUMNS = {
     "multiclass": ("test/acc", "test/f1_macro", "test/f1_micro", "test/loss"),
     "multilabel": ("test/acc", "test/hamming_acc", "test/f1_micro", "test/map", "test/loss"),
 }
+ALREADY_DONE = "this config already has a FINISHED run; rerun=true trains it again"
 SKIPPED_TAG = "lossbench.skipped."  # + sweep id: an experiment tag holding the sweep's skipped jobs
 REPORT_TAG = "report_of"  # tags a report's summary run (its value: the sweep id, or "all")
 
@@ -135,16 +136,22 @@ def _overrides(hydra_dir: Path) -> list[str]:
 def record_skipped(client: MlflowClient, experiment_id: str, sweep: str, jobs: list[dict]) -> None:
     """Keep a sweep's skipped jobs, which open no MLflow run, for the report: the experiment tag
     ``lossbench.skipped.<sweep id>``, JSON ``{"groups": [{"reason", "jobs"}], "omitted": n}``,
-    one group per reason (its first sentence), each job its list of overrides. Groups that would
-    pass MLflow's 20,000-character limit are counted in ``omitted``."""
-    groups: dict[str, list[list[str]]] = {}
+    one group per reason (its first sentence), each job its list of overrides. The jobs whose
+    config already had a FINISHED run form one group with ``"runs"``, each job's run id. Groups
+    that would pass MLflow's 20,000-character limit are counted in ``omitted``."""
+    groups: dict[str, dict[str, list]] = {}
     for job in jobs:
-        if job["status"] == "SKIPPED":
-            reason = job.get("reason", "").split(". ")[0][:300]
-            groups.setdefault(reason, []).append(job["overrides"])
+        if job["status"] != "SKIPPED":
+            continue
+        if job.get("run_id"):  # errors.AlreadyDone: the run is in the store, maybe in the report
+            group = groups.setdefault(ALREADY_DONE, {"jobs": [], "runs": []})
+            group["runs"].append(job["run_id"])
+        else:
+            group = groups.setdefault(job.get("reason", "").split(". ")[0][:300], {"jobs": []})
+        group["jobs"].append(job["overrides"])
     if not groups:
         return
-    kept = [{"reason": r, "jobs": j} for r, j in groups.items()]
+    kept = [{"reason": r, **g} for r, g in groups.items()]
     omitted = 0
     while len(value := json.dumps({"groups": kept, "omitted": omitted})) > TAG_LIMIT:
         omitted += len(kept.pop()["jobs"])

@@ -141,8 +141,8 @@ def opening(pairs: list[Pair], verdicts: dict[str, list[stats.Comparison]],
             f"{c.pair} ({v.split(' ', 1)[1]})" if not v.startswith("equivalent") else c.pair
         )
     mean, sd = best.mean_std(ACC)
-    text = [f"**Best: {best.name}**, test accuracy {mean:.4f} ± {sd:.4f} over {len(best.runs)} "
-            "seeds."]  # fmt: skip
+    seeds = f"{len(best.runs)} seed" + ("s" if len(best.runs) != 1 else "")
+    text = [f"**Best: {best.name}**, test accuracy {mean:.4f} ± {sd:.4f} over {seeds}."]
     if groups["equivalent"]:
         text.append(f"Equivalent to it within ±{points:g} accuracy points: "
                     f"{', '.join(groups['equivalent'])}.")  # fmt: skip
