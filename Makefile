@@ -58,9 +58,9 @@ bench: setup  # throughput ratios (bare PyTorch / Lightning floor / lossbench / 
 EXPERIMENT ?= quickstart
 TRIALS     ?= 12
 WORKERS    ?= 1
-report: setup  # REPORT.md + plots for an experiment: make report EXPERIMENT=name
+report: setup  # REPORT.md + plots for an experiment: make report EXPERIMENT=name [METRIC=map]
 	$(BIN)/python -m lossbench.report --tracking-uri $(STORE) --experiment $(EXPERIMENT) \
-	  --out reports/$(EXPERIMENT)
+	  --metric $(or $(METRIC),acc) --out reports/$(EXPERIMENT)
 
 tune: setup  # each valid pair at its own Optuna-tuned lr, then the report: make tune TRIALS=8
 	$(BIN)/python -m lossbench.tune --n-trials $(TRIALS) --workers $(WORKERS) --out reports/tune_lr

@@ -17,6 +17,7 @@ from scipy import stats as scipy_stats
 
 from conftest import compose_cfg, run_train, sqlite_uri
 from lossbench import run, stats
+from lossbench.report import main as report_main
 from lossbench.report import write_report
 from lossbench.tracking import sweep_id
 
@@ -221,6 +222,51 @@ def test_report_rows_means_stds_and_plots(sweep: Path) -> None:
     for png in ("multilabel-val-loss.png", "multilabel-test-metrics.png"):
         assert (sweep / "rep" / png).read_bytes()[:4] == b"\x89PNG"
         assert f"]({png})" in text
+
+
+@pytest.mark.parametrize(("metric", "label"), [("map", "test mAP"), ("nll", "test NLL")])
+def test_report_ranks_by_the_metric_asked(sweep: Path, metric: str, label: str) -> None:
+    """--metric map ranks the pairs by mean test mAP (nll: lowest first), names the best by it
+    and compares each pair with that best on it, paired per seed."""
+    uri = sqlite_uri(sweep / "mlflow.db")
+    out = sweep / f"rep-{metric}"
+    text = write_report(uri, "lossbench", None, out, metric=metric).read_text()
+    client = MlflowClient(uri)
+    runs = client.search_runs(["1"], "tags.report_of IS NULL", max_results=100)
+    by: dict[str, dict[int, float]] = {}
+    for r in runs:
+        by.setdefault(r.data.tags["loss"], {})[int(r.data.tags["seed"])] = r.data.metrics[
+            f"test/{metric}"]  # fmt: skip
+    means = {loss: np.mean(list(v.values())) for loss, v in by.items()}
+    order = sorted(means, key=lambda k: means[k] if metric == "nll" else -means[k])
+    ranked = [re.match(r"\| \d \| sigmoid \+ (\w+) \|", line).group(1)
+              for line in text.splitlines() if re.match(r"\| \d \| sigmoid \+ ", line)]  # fmt: skip
+    assert ranked == order
+    best, other = order
+    assert f"**Best: sigmoid + {best}**, {label} {means[best]:.4f} ± " in text
+    assert f"| Δ {metric} (95% CI) |" in text
+    d = np.array([by[other][s] - by[best][s] for s in (1, 2)])
+    (row,) = [x for x in text.splitlines() if x.startswith(f"| 2 | sigmoid + {other} |")]
+    assert f"| paired t | {d.mean():+.4f} [" in row
+    (v,) = [v for v in rows(out / "verdicts.csv") if v["metric"] == f"test/{metric}"]
+    assert (v["pair"], v["reference"]) == (f"sigmoid + {other}", f"sigmoid + {best}")
+    assert float(v["difference"]) == pytest.approx(d.mean())
+
+
+def test_a_metric_the_report_cannot_rank_by_is_refused(
+    sweep: Path, paired_sweep, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = [(sweep, "bogus", "is not a test score the report can rank by"),
+             (paired_sweep[0], "map", "have no test/map")]  # fmt: skip
+    for store, metric, words in cases:
+        out = tmp_path / metric
+        with pytest.raises(SystemExit) as stopped:
+            report_main(["--tracking-uri", sqlite_uri(store / "mlflow.db"), "--metric", metric,
+                         "--out", str(out)])  # fmt: skip
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert words in err and "Fix:" in err and "Traceback" not in err
+        assert not out.exists()
 
 
 def verdict(x: dict, ref: dict, margin: float = 0.005, m: int = 1) -> str:

@@ -91,8 +91,15 @@ def fmt(mean: float, std: float) -> str:
     return "—" if np.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
-def ranked(pairs: list[Pair]) -> list[Pair]:
-    return sorted(pairs, key=lambda p: -p.mean_std(ACC)[0])
+def ranked(pairs: list[Pair], metric: str = ACC, higher: bool = True) -> list[Pair]:
+    """Best first by the mean of ``metric`` (lowest first unless ``higher``); pairs without it
+    last."""
+
+    def key(p: Pair) -> tuple[bool, float]:
+        mean = p.mean_std(metric)[0]
+        return bool(np.isnan(mean)), -mean if higher else mean
+
+    return sorted(pairs, key=key)
 
 
 def artifacts_of(client: MlflowClient, pair: Pair, name: str) -> list[dict]:

@@ -4,9 +4,10 @@ how much, and how many more seeds would settle the rest.
 Reads the runs of an experiment (one sweep if ``--sweep``) back from MLflow, groups the FINISHED
 ones by setting (dataset, label noise, imbalance) and pair (head, loss, and the loss parameters
 that vary, e.g. ``class_weight``), and writes ``DIR/REPORT.md`` with, per setting: a paragraph of
-verdicts a user can act on; the pairs ranked by mean test accuracy, each compared with the best
-pair on accuracy and on the scores that compare across losses (:mod:`lossbench.stats`: paired
-over seeds, Holm-corrected, equivalence within ±``--margin`` accuracy points); a calibration
+verdicts a user can act on; the pairs ranked by mean test accuracy (``--metric``: another test
+score, e.g. ``map`` for multi-label sets), each compared with the best pair on it and on the
+scores that compare across losses (:mod:`lossbench.stats`: paired over seeds, Holm-corrected,
+equivalence within ±``--margin`` accuracy points); a calibration
 table (NLL, Brier, ECE before and after temperature scaling); an A/A check (pairs computing the
 same function must come out equivalent or undecided); where the setting is one a paper studied,
 whether the runs agree with its direction; plots (validation loss, test metrics, the best two
@@ -29,14 +30,18 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from lossbench import stats
-from lossbench.errors import exit_on_user_error
+from lossbench.errors import LossbenchError, exit_on_user_error
 from lossbench.pairs import ACC, Pair, fmt, load, ranked, summed_bins, summed_confusion
 from lossbench.report_plots import plot_bars, plot_confusion, plot_curves, plot_reliability
 from lossbench.store import experiment_named, open_store
 from lossbench.summary import REPORT_TAG, skipped_jobs
 from lossbench.verdicts import (
+    HIGHER,
+    LOWER,
+    NAMES,
     NLL_MARGIN,
     VERDICT_METRICS,
+    by_metric,
     claims_checked,
     compare,
     opening,
@@ -52,28 +57,32 @@ PARAM_COLUMNS = ("optimizer/lr", "trainer/max_epochs", "test_on", "dataset/noise
                  "dataset/noise/kind", "dataset/imbalance/factor", "loss/class_weight")  # fmt: skip
 
 
-def ranked_table(pairs: list[Pair], acc: list[stats.Comparison]) -> list[str]:
+def ranked_table(
+    pairs: list[Pair], chosen: list[stats.Comparison], rank_by: str = ACC
+) -> list[str]:
+    """The pairs best first by the mean of ``rank_by``, each against the best on it."""
     multilabel = any(p.values("test/map").size for p in pairs)
-    header = ["rank", "head + loss", "seeds", "test acc", "test macro-F1"]
-    header += ["test mAP"] if multilabel else []
-    header += ["best val loss", "epochs", "s / run", "vs best: test", "Δ acc (95% CI)",
+    shown = [ACC, "test/f1_macro", *(["test/map"] if multilabel else [])]
+    shown += [rank_by] if rank_by not in shown else []
+    short = rank_by.removeprefix("test/")
+    header = ["rank", "head + loss", "seeds", *(NAMES.get(m, m).replace("test accuracy",
+              "test acc") for m in shown)]  # fmt: skip
+    header += ["best val loss", "epochs", "s / run", "vs best: test", f"Δ {short} (95% CI)",
                "p (Holm)", "verdict"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for i, p in enumerate(ranked(pairs), 1):
+    for i, p in enumerate(by_metric(pairs, rank_by), 1):
         best_val = np.array([min(c) for c in p.val_curves if c])
         epochs = np.array([len(c) for c in p.val_curves])
         wall = np.array([(r.info.end_time - r.info.start_time) / 1000 for r in p.runs])
-        row = [str(i), p.name, str(len(p.runs)), fmt(*p.mean_std(ACC)),
-               fmt(*p.mean_std("test/f1_macro"))]  # fmt: skip
-        row += [fmt(*p.mean_std("test/map"))] if multilabel else []
+        row = [str(i), p.name, str(len(p.runs)), *(fmt(*p.mean_std(m)) for m in shown)]
         row += [fmt(best_val.mean(), best_val.std(ddof=1) if len(best_val) > 1 else 0.0),
                 f"{epochs.mean():.1f}", f"{wall.mean():.1f}"]  # fmt: skip
-        c = verdict_of(acc, p.name)
+        c = verdict_of(chosen, p.name)
         if c is None:
             row += ["—", "—", "—", "best" if i == 1 else "—"]
         else:
             p_holm = "—" if math.isnan(c.p_holm) else f"{c.p_holm:.3g}"
-            row += [c.test, diff_ci(c), p_holm, c.verdict(len(acc))]
+            row += [c.test, diff_ci(c), p_holm, c.verdict(len(chosen))]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -89,6 +98,27 @@ def calibration_table(pairs: list[Pair], verdicts: dict[str, list[stats.Comparis
             row.append(c.verdict(len(verdicts[metric])) if c else "reference")
         lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def check_metric(metric: str) -> str:
+    """``metric`` as a test score's name (``map`` → ``test/map``), or one clear error."""
+    name = metric if metric.startswith("test/") else f"test/{metric}"
+    if name not in (*HIGHER, *LOWER):
+        allowed = ", ".join(m.removeprefix("test/") for m in (*HIGHER, *LOWER))
+        raise LossbenchError(f"--metric {metric} is not a test score the report can rank by; "
+                             f"it takes: {allowed}. Fix: e.g. --metric map")  # fmt: skip
+    return name
+
+
+def check_metric_recorded(pairs: list[Pair], metric: str) -> None:
+    """Every setting's runs must have recorded ``metric`` (mAP, e.g., is multi-label only)."""
+    for setting in sorted({p.setting for p in pairs}):
+        group = [p for p in pairs if p.setting == setting]
+        if not any(p.values(metric).size for p in group):
+            have = sorted({m.removeprefix("test/") for p in group for r in p.runs
+                           for m in r.data.metrics if m in (*HIGHER, *LOWER)})  # fmt: skip
+            raise LossbenchError(f"the runs of {setting} have no {metric}; they have: "
+                                 f"{', '.join(have)}. Fix: --metric one of those")  # fmt: skip
 
 
 def diff_ci(c: stats.Comparison) -> str:
@@ -219,18 +249,22 @@ def write_report(
     log: bool = False,
     extra: Sequence[str] = (),
     margin: float = 0.5,
+    metric: str = ACC,
 ) -> Path:
     """Write ``out/REPORT.md``, its plots, ``runs.csv`` and ``verdicts.csv`` (``extra``:
     markdown lines of a closing section; ``margin``: the equivalence margin in accuracy
-    points); with ``log``, also to a summary run of the sweep."""
+    points; ``metric``: the test score that ranks the pairs and names the best); with ``log``,
+    also to a summary run of the sweep."""
+    metric = check_metric(metric)
     client = open_store(tracking_uri)
     pairs, others = load(client, experiment, sweep)
+    check_metric_recorded(pairs, metric)
     out.mkdir(parents=True, exist_ok=True)
     scope = f"sweep `{sweep}`" if sweep else "all runs"
     lines = [
         f"# lossbench report: experiment `{experiment}`, {scope}",
         "",
-        "Each pair is compared with the best pair (by mean test accuracy) over the seeds both "
+        f"Each pair is compared with the best pair (by mean {NAMES[metric]}) over the seeds both "
         "ran: paired per seed (the same seed gives every pair the same initial weights and "
         "data order), a two-sided paired t-test (Wilcoxon's signed-rank test beside it from 6 "
         "seeds), or Welch's t-test when the seeds differ; p-values Holm-corrected over the pairs "
@@ -246,21 +280,22 @@ def write_report(
         group = [p for p in pairs if p.setting == setting]
         task = group[0].runs[0].data.tags.get("task", "multiclass")
         slug = setting.replace(", ", "-").replace(" ", "_").replace("/", "_")
-        verdicts = {m: compare(group, m, margin) for m in VERDICT_METRICS[task]
+        scores = dict.fromkeys([metric, *VERDICT_METRICS[task]])  # the ranking score first
+        verdicts = {m: compare(group, m, margin, metric) for m in scores
                     if any(p.values(m).size for p in group)}  # fmt: skip
         all_verdicts += [(setting, c, len(cs)) for cs in verdicts.values() for c in cs]
         checks = same_function_checks(group, margin)
         plot_curves(group, out / f"{slug}-val-loss.png")
         plot_bars(group, BAR_METRICS, out / f"{slug}-test-metrics.png")
-        lines += ["", f"## {setting}", "", *opening(group, verdicts, checks, margin), ""]
+        lines += ["", f"## {setting}", "", *opening(group, verdicts, checks, margin, metric), ""]
         lines += claims_checked(group, setting, margin)
-        lines += ["", "### Ranked", "", *ranked_table(group, verdicts.get(ACC, [])), ""]
+        lines += ["", "### Ranked", "", *ranked_table(group, verdicts.get(metric, []), metric), ""]
         lines += [f"![validation loss]({slug}-val-loss.png)", "",
                   f"![test metrics]({slug}-test-metrics.png)"]  # fmt: skip
         if any(p.values("test/nll").size for p in group):
             lines += ["", "### Calibration (test split; TS: temperature scaling fitted on "
                       "validation)", "", *calibration_table(group, verdicts)]  # fmt: skip
-            top = [(p.name, bins) for p in ranked(group)[:2]
+            top = [(p.name, bins) for p in by_metric(group, metric)[:2]
                    if (bins := summed_bins(client, p)) is not None]  # fmt: skip
             if top:
                 plot_reliability(top, out / f"{slug}-reliability.png", task)
@@ -273,7 +308,7 @@ def write_report(
         if "imbalance" in setting:
             lines += ["", "### Test accuracy per class (summed over seeds)", "",
                       *per_class_table(group, client)]  # fmt: skip
-        best = ranked(group)[0]
+        best = by_metric(group, metric)[0]
         confusion = summed_confusion(client, best)
         if confusion is not None:
             title = f"{best.name}: test split, {len(best.runs)} seeds summed"
@@ -306,6 +341,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("report"))
     parser.add_argument("--margin", type=float, default=0.5,
                         help="equivalence margin, accuracy points (default 0.5)")  # fmt: skip
+    parser.add_argument("--metric", default=ACC,
+                        help="the test score that ranks the pairs (default acc; e.g. map, "
+                        "f1_micro, f1_macro, nll)")  # fmt: skip
     parser.add_argument(
         "--no-log", action="store_true", help="do not log the report to a summary MLflow run"
     )
@@ -313,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error("lossbench.report"):
         log = not args.no_log
         path = write_report(args.tracking_uri, args.experiment, args.sweep, args.out, log,
-                            margin=args.margin)  # fmt: skip
+                            margin=args.margin, metric=args.metric)  # fmt: skip
     print(path)
 
 

@@ -21,6 +21,25 @@ VERDICT_METRICS = {
                    "test/nll", "test/brier", "test/ece"),
 }  # fmt: skip
 NLL_MARGIN = 0.01  # nats: the equivalence margin of the NLL scores
+NAMES = {"test/acc": "test accuracy", "test/f1_macro": "test macro-F1", "test/map": "test mAP",
+         "test/f1_micro": "test micro-F1", "test/hamming_acc": "test Hamming accuracy",
+         "test/lrap": "test LRAP", "test/f1_samples": "test sample-F1", "test/nll": "test NLL",
+         "test/brier": "test Brier score", "test/ece": "test ECE",
+         "test/nll_ts": "test NLL after TS", "test/ece_ts": "test ECE after TS",
+         "test/ranking_loss": "test ranking loss", "test/one_error": "test one-error"}  # fmt: skip
+
+
+def by_metric(pairs: list[Pair], metric: str) -> list[Pair]:
+    """The pairs best first by the mean of ``metric`` (a loss-like score: lowest first)."""
+    return ranked(pairs, metric, metric not in LOWER)
+
+
+def margin_text(metric: str, points: float) -> str:
+    if "nll" in metric:
+        return f"±{NLL_MARGIN} nats"
+    return f"±{points:g} {'accuracy ' if metric == ACC else ''}points"
+
+
 # Pairs that compute the same function (the built-in A/A check)
 SAME_FUNCTION = (("softmax", ("ce", "nll", "ce_onehot")),
                  ("sigmoid", ("bce", "bce_logits", "multilabel_soft_margin")))  # fmt: skip
@@ -55,9 +74,11 @@ def margin_for(metric: str, points: float) -> float:
     return NLL_MARGIN if "nll" in metric else points / 100
 
 
-def compare(pairs: list[Pair], metric: str, points: float) -> list[stats.Comparison]:
-    """Every pair against the best by test accuracy on ``metric``, Holm-adjusted."""
-    best, *rest = ranked(pairs)
+def compare(
+    pairs: list[Pair], metric: str, points: float, rank_by: str = ACC
+) -> list[stats.Comparison]:
+    """Every pair against the best (by the mean of ``rank_by``) on ``metric``, Holm-adjusted."""
+    best, *rest = by_metric(pairs, rank_by)
     higher = metric in HIGHER
     found = [
         stats.paired(
@@ -128,23 +149,25 @@ def verdict_of(comparisons: list[stats.Comparison], pair: str) -> stats.Comparis
 
 
 def opening(pairs: list[Pair], verdicts: dict[str, list[stats.Comparison]],
-            checks: list[stats.Comparison], points: float) -> list[str]:  # fmt: skip
-    """A paragraph a user can act on: best, equivalent, worse, undecided, best calibrated, and
-    the A/A check."""
-    best = ranked(pairs)[0]
-    acc = verdicts.get(ACC, [])
-    m = len(acc)
+            checks: list[stats.Comparison], points: float,
+            rank_by: str = ACC) -> list[str]:  # fmt: skip
+    """A paragraph a user can act on: best (by the mean of ``rank_by``), equivalent, worse,
+    undecided on it, best calibrated, and the A/A check."""
+    best = by_metric(pairs, rank_by)[0]
+    chosen = verdicts.get(rank_by, [])
+    m = len(chosen)
     groups: dict[str, list[str]] = defaultdict(list)
-    for c in acc:
+    for c in chosen:
         v = c.verdict(m)
         groups[v.split()[0].rstrip(":")].append(
             f"{c.pair} ({v.split(' ', 1)[1]})" if not v.startswith("equivalent") else c.pair
         )
-    mean, sd = best.mean_std(ACC)
+    mean, sd = best.mean_std(rank_by)
     seeds = f"{len(best.runs)} seed" + ("s" if len(best.runs) != 1 else "")
-    text = [f"**Best: {best.name}**, test accuracy {mean:.4f} ± {sd:.4f} over {seeds}."]
+    text = [f"**Best: {best.name}**, {NAMES.get(rank_by, rank_by)} {mean:.4f} ± {sd:.4f} over "
+            f"{seeds}."]  # fmt: skip
     if groups["equivalent"]:
-        text.append(f"Equivalent to it within ±{points:g} accuracy points: "
+        text.append(f"Equivalent to it within {margin_text(rank_by, points)}: "
                     f"{', '.join(groups['equivalent'])}.")  # fmt: skip
     if groups["worse"]:
         text.append(f"Worse: {'; '.join(groups['worse'])}.")
