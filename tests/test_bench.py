@@ -6,6 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from lossbench.bench import extrapolated_wall
+
 
 def test_bench_json_has_the_figures(tmp_path) -> None:
     proc = subprocess.run(
@@ -20,6 +24,14 @@ def test_bench_json_has_the_figures(tmp_path) -> None:
     for key in ("lossbench_over_bare", "lossbench_over_naive", "lightning_over_bare"):
         assert result[key] > 0
     assert result["device"].startswith("cpu") and result["model"] == "mlp"
+
+
+def test_a_sequential_grid_over_fewer_seeds_is_extrapolated_with_one_start_up() -> None:
+    """16 runs in 100 s, the sweep started 10 s after the process: 48 runs would take the 10 s
+    once and the other 90 s three times."""
+    sequential = {"wall_s": 100.0, "start_up_s": 10.0, "runs": 16}
+    assert extrapolated_wall(sequential, 48) == pytest.approx(10.0 + 90.0 * 3)
+    assert extrapolated_wall(sequential, 16) == pytest.approx(100.0)
 
 
 def test_first_step_marker_writes_when_the_first_batch_starts(tmp_path, monkeypatch) -> None:
