@@ -174,6 +174,7 @@ def test_tune_with_workers_shares_each_pairs_trials(tmp_path: Path, tiny_data) -
     # kept from the comparison (Hydra's basic sweeper has no n_trials)
     cmd = [
         sys.executable, "-m", "lossbench.tune", "hydra.sweeper.n_trials=3", "--workers", "2",
+        "--metric", "f1_macro",
         "--seeds", "1", "--pairs", "softmax:ce", "--dir", str(sweeps), "--out", str(out),
         f"data_dir={tiny_data[0]}", f"logger.tracking_uri={uri}", *TINY_OVERRIDES,
     ]  # fmt: skip
@@ -199,6 +200,7 @@ def test_tune_with_workers_shares_each_pairs_trials(tmp_path: Path, tiny_data) -
                       study.best_params["optimizer.lr"])  # fmt: skip
     report = (out / "REPORT.md").read_text()
     assert f"| softmax + ce | 3 | {study.best_params['optimizer.lr']:.3g} |" in report
+    assert "(by mean test macro-F1)" in report  # --metric reaches the report
 
 
 def test_the_sweepers_overrides_go_to_the_search_only() -> None:
@@ -219,9 +221,11 @@ def test_the_sweepers_overrides_go_to_the_search_only() -> None:
         (["--n-trials", "3", "hydra.sweeper.n_trials=5"], "both set the trials per pair"),
         (["hydra.sweeper.n_trials=0"], "a whole number above 0"),
         (["hydra.sweeper.n_trials=many"], "a whole number above 0"),
+        (["--metric", "map", "dataset=digits"], "is a multi-label score"),
+        (["--metric", "speed"], "is not a test score the report can rank by"),
     ],
 )
-def test_a_conflicting_trial_count_is_refused(
+def test_bad_options_are_refused_before_anything_runs(
     argv: list[str], words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as stopped:

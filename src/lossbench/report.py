@@ -38,6 +38,7 @@ from lossbench.summary import REPORT_TAG, skipped_jobs
 from lossbench.verdicts import (
     HIGHER,
     LOWER,
+    MULTILABEL_ONLY,
     NAMES,
     NLL_MARGIN,
     VERDICT_METRICS,
@@ -100,13 +101,17 @@ def calibration_table(pairs: list[Pair], verdicts: dict[str, list[stats.Comparis
     return lines
 
 
-def check_metric(metric: str) -> str:
-    """``metric`` as a test score's name (``map`` → ``test/map``), or one clear error."""
+def check_metric(metric: str, task: str | None = None) -> str:
+    """``metric`` as a test score's name (``map`` → ``test/map``), or one clear error; with
+    ``task``, one that its runs record."""
     name = metric if metric.startswith("test/") else f"test/{metric}"
     if name not in (*HIGHER, *LOWER):
         allowed = ", ".join(m.removeprefix("test/") for m in (*HIGHER, *LOWER))
         raise LossbenchError(f"--metric {metric} is not a test score the report can rank by; "
                              f"it takes: {allowed}. Fix: e.g. --metric map")  # fmt: skip
+    if task == "multiclass" and name in MULTILABEL_ONLY:
+        raise LossbenchError(f"--metric {metric} is a multi-label score, and this dataset is "
+                             "multi-class. Fix: e.g. --metric f1_macro")  # fmt: skip
     return name
 
 

@@ -34,7 +34,7 @@ from lossbench.config import ROOT, compose_run_config
 from lossbench.data import DATASETS
 from lossbench.errors import LossbenchError, exit_on_user_error
 from lossbench.heads import HEADS
-from lossbench.report import write_report
+from lossbench.report import check_metric, write_report
 from lossbench.study_storage import prepare_study_storage
 from lossbench.summary import outcomes
 from lossbench.tracking import sweep_id
@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", default=None, help="head:loss,... (default: every valid one)")
     parser.add_argument("--dir", type=Path, default=None, help="sweep dirs (multirun/tune_lr/…)")
     parser.add_argument("--out", type=Path, default=None, help="report dir (reports/tune_lr)")
+    parser.add_argument("--metric", default="test/acc",
+                        help="the test score that ranks the report's pairs (e.g. map)")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)  # overrides before or after the options
     with exit_on_user_error("lossbench.tune"):
@@ -210,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = compose_run_config([EXPERIMENT, *overrides, *sweeper], ROOT / "outputs" / "compose")
     task = DATASETS[cfg.dataset.name].task_of(OmegaConf.to_container(cfg.dataset))
+    with exit_on_user_error("lossbench.tune"):
+        check_metric(args.metric, task)  # before hours of training, not after
     if args.pairs:
         pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
         for head, loss in pairs:
@@ -237,8 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     sweep, code = compare(tuned, args.seeds, directory, overrides)
     out = args.out or ROOT / "reports" / "tune_lr"
     extra = lr_section(found, cfg.optimized_metric)
-    print(write_report(cfg.logger.tracking_uri, cfg.logger.experiment_name, sweep, out, True,
-                       extra))  # fmt: skip
+    with exit_on_user_error("lossbench.tune"):
+        print(write_report(cfg.logger.tracking_uri, cfg.logger.experiment_name, sweep, out, True,
+                           extra, metric=args.metric))  # fmt: skip
     sys.exit(code or int(len(tuned) < len(found)))
 
 

@@ -14,6 +14,8 @@ HIGHER = ("test/acc", "test/f1_macro", "test/hamming_acc", "test/f1_micro", "tes
           "test/lrap", "test/f1_samples")  # fmt: skip
 LOWER = ("test/nll", "test/brier", "test/ece", "test/nll_ts", "test/ece_ts", "test/ranking_loss",
          "test/one_error")  # fmt: skip
+MULTILABEL_ONLY = ("test/hamming_acc", "test/map", "test/lrap", "test/f1_samples",
+                   "test/ranking_loss", "test/one_error")  # fmt: skip
 VERDICT_METRICS = {
     "multiclass": ("test/acc", "test/f1_macro", "test/nll", "test/brier", "test/ece",
                    "test/ece_ts"),
