@@ -81,28 +81,80 @@ def test_each_member_is_its_own_run_with_the_sequential_history(fused_and_sequen
     groups = {r.data.tags["fused_group"] for r in runs.values()}
     assert len(groups) == 1
     for name, mine in runs.items():
-        theirs = seq_runs[name]
-        assert mine.info.status == theirs.info.status, name
-        for tag, value in theirs.data.tags.items():
-            if tag not in WHERE:
-                assert mine.data.tags.get(tag) == value, (name, tag)
-        params = {k for k in theirs.data.params if k not in IGNORED_PARAMS}
-        mine_params = {k: mine.data.params[k] for k in params}
-        assert mine_params == {k: theirs.data.params[k] for k in params}
-        arts = [{a.path for a in c.list_artifacts(r.info.run_id)}
-                for c, r in ((fused, mine), (seq, theirs))]  # fmt: skip
-        assert arts[0] == arts[1], name
-        keys = {k for k in theirs.data.metrics if not k.startswith("time/")}
-        assert keys == {k for k in mine.data.metrics if not k.startswith("time/")}, name
-        for key in keys:
-            a = sorted((m.step, m.value) for m in seq.get_metric_history(theirs.info.run_id, key))
-            b = sorted((m.step, m.value) for m in fused.get_metric_history(mine.info.run_id, key))
-            if key == "epoch":  # MLflow keeps one of equal (step, value) rows logged together
-                assert set(a) == set(b), name
-                continue
-            assert [s for s, _ in a] == [s for s, _ in b], (name, key)
-            for (_, x), (_, y) in zip(a, b, strict=True):
-                assert y == pytest.approx(x, abs=1e-4), (name, key, a, b)
+        assert_same_run(fused, mine, seq, seq_runs[name])
+
+
+def assert_same_run(fused: MlflowClient, mine, seq: MlflowClient, theirs) -> None:
+    """A fused member's run against its sequential run: status, tags (but where it ran),
+    params, artifacts, metric names, and every metric's history to 1e-4."""
+    name = mine.info.run_name
+    assert mine.info.status == theirs.info.status, name
+    for tag, value in theirs.data.tags.items():
+        if tag not in WHERE:
+            assert mine.data.tags.get(tag) == value, (name, tag)
+    params = {k for k in theirs.data.params if k not in IGNORED_PARAMS}
+    mine_params = {k: mine.data.params[k] for k in params}
+    assert mine_params == {k: theirs.data.params[k] for k in params}
+    arts = [{a.path for a in c.list_artifacts(r.info.run_id)}
+            for c, r in ((fused, mine), (seq, theirs))]  # fmt: skip
+    assert arts[0] == arts[1], name
+    keys = {k for k in theirs.data.metrics if not k.startswith("time/")}
+    assert keys == {k for k in mine.data.metrics if not k.startswith("time/")}, name
+    for key in keys:
+        a = sorted((m.step, m.value) for m in seq.get_metric_history(theirs.info.run_id, key))
+        b = sorted((m.step, m.value) for m in fused.get_metric_history(mine.info.run_id, key))
+        if key == "epoch":  # MLflow keeps one of equal (step, value) rows logged together
+            assert set(a) == set(b), name
+            continue
+        assert [s for s, _ in a] == [s for s, _ in b], (name, key)
+        for (_, x), (_, y) in zip(a, b, strict=True):
+            assert y == pytest.approx(x, abs=1e-4), (name, key, a, b)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "pair", "noise"),
+    [
+        (["dataset=digits"], ["head=softmax", "loss=ce"], "dataset.noise.rate=0,0.4"),
+        (
+            ["dataset=multilabel", "dataset.n_samples=400", "dataset.test_size=80"],
+            ["head=sigmoid", "loss=bce_logits"],
+            "dataset.noise.kind=symmetric,missing",
+        ),
+    ],  # fmt: skip
+)
+def test_members_with_their_own_label_noise_are_one_group(
+    dataset: list[str], pair: list[str], noise: str, tmp_path: Path, tiny_data
+) -> None:
+    """Label noise changes targets, not inputs: two noise settings x 2 seeds train as one group,
+    each member on its own noisy train and val labels (test clean), each with the history of its
+    sequential run."""
+    extra = [*TINY_OVERRIDES, "model=mlp", *dataset, *pair, "dataset.noise.rate=0.3"]
+    proc = run_train(tmp_path, tiny_data[0], *extra, "hydra/launcher=fused", noise, "seed=1,2",
+                     multirun=True)  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "in 1 groups" in out and "group 1 (fused, 4 runs)" in out
+    fused = MlflowClient(sqlite_uri(tmp_path / "mlflow.db"))
+    runs = fused.search_runs([fused.get_experiment_by_name("lossbench").experiment_id])
+    assert len(runs) == 4 and len({r.data.tags["fused_group"] for r in runs}) == 1
+    seq_uri = sqlite_uri(tmp_path / "sequential.db")
+    key, values = noise.split("=")
+    for value in values.split(","):
+        for seed in (1, 2):
+            overrides = [*extra, f"data_dir={tiny_data[0]}", f"logger.tracking_uri={seq_uri}",
+                         f"{key}={value}", f"seed={seed}"]  # fmt: skip
+            run.train(compose_cfg(overrides, tmp_path / "sequential" / f"{value}-{seed}"))
+    seq = MlflowClient(seq_uri)
+    seq_runs = seq.search_runs([seq.get_experiment_by_name("lossbench").experiment_id])
+    by_config = {(r.data.params[f"dataset/noise/{key.rsplit('.', 1)[1]}"], r.data.tags["seed"]): r
+                 for r in seq_runs}  # fmt: skip
+    flipped = set()
+    for mine in runs:
+        param = f"dataset/noise/{key.rsplit('.', 1)[1]}"
+        config = (mine.data.params[param], mine.data.tags["seed"])
+        assert_same_run(fused, mine, seq, by_config[config])
+        flipped.add(mine.data.metrics.get("data/flipped_fraction"))
+    assert len(flipped) == 2  # the two noise settings flipped different labels
 
 
 def test_a_non_finite_member_fails_at_its_step_and_the_others_finish(fused_and_sequential):
@@ -120,16 +172,24 @@ def test_a_non_finite_member_fails_at_its_step_and_the_others_finish(fused_and_s
 def test_a_mixed_sweep_forms_two_groups_and_a_singleton(tmp_path: Path) -> None:
     jobs = [["model=mlp", "seed=1"], ["model=mlp", "seed=2", "head=sigmoid", "loss=bce_logits"],
             ["model=cnn", "seed=1"], ["model=cnn", "seed=2"],
-            ["model=mlp", "augment=flip_crop"], ["model=mlp", "optimizer.lr=0.01"]]  # fmt: skip
+            ["model=mlp", "augment=flip_crop"], ["model=mlp", "optimizer.lr=0.01"],
+            ["model=mlp", "seed=3", "dataset.noise.rate=0.4"],  # other targets, same inputs
+            ["model=mlp", "dataset.imbalance.factor=10"]]  # other samples  # fmt: skip
     configs = [compose_cfg(o, tmp_path) for o in jobs]
     groups = grouping.plan(configs, max_group=64)
-    assert [g.jobs for g in groups] == [[0, 1], [2, 3], [4], [5]]
+    assert [g.jobs for g in groups] == [[0, 1, 6], [2, 3], [4], [5], [7]]
     assert groups[0].alone is None and groups[1].alone is None
     assert "augment=flip_crop" in groups[2].alone
-    assert groups[3].alone == "the only job of its kind"
-    assert [g.jobs for g in grouping.plan(configs, max_group=1)] == [[i] for i in range(6)]
-    lines = grouping.describe(groups, [f"job{i}" for i in range(6)])
-    assert lines[0] == "group 1 (fused, 2 runs): job0, job1"
+    assert groups[3].alone == groups[4].alone == "the only job of its kind"
+    assert [g.jobs for g in grouping.plan(configs, max_group=1)] == [[i] for i in range(8)]
+    # 3 of a kind, at most 2 a group: 1 + 2; 5 of a kind, at most 4: 2 + 3 (not 4 + 1)
+    split = grouping.plan(configs, max_group=2)
+    assert [g.jobs for g in split][:3] == [[0], [1, 6], [2, 3]]
+    assert split[0].alone == "hydra.launcher.max_group=2 splits its kind"
+    five = [compose_cfg(["model=mlp", f"seed={s}"], tmp_path) for s in range(5)]
+    assert [g.jobs for g in grouping.plan(five, max_group=4)] == [[0, 1], [2, 3, 4]]
+    lines = grouping.describe(groups, [f"job{i}" for i in range(8)])
+    assert lines[0] == "group 1 (fused, 3 runs): job0, job1, job6"
 
 
 def test_each_job_config_is_hydras_own_composition(tmp_path: Path) -> None:

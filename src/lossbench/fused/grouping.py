@@ -1,9 +1,10 @@
 """Which jobs of a sweep can train side by side: the fused launcher's groups.
 
-Jobs share one training loop when their configs agree on everything but ``seed``, ``head``
-and ``loss`` (with its parameters): the same dataset and data options, model, optimizer and
-lr, schedule and trainer settings. A job is trained on its own (a group of one) where its
-config cannot be fused; :func:`why_alone` says why.
+Jobs share one training loop when their configs agree on everything but ``seed``, ``head``,
+``loss`` (with its parameters) and the label noise (``dataset.noise.*``: it changes targets,
+not inputs): the same dataset and other data options (class imbalance keeps other samples),
+model, optimizer and lr, schedule and trainer settings. A job is trained on its own (a group
+of one) where its config cannot be fused; :func:`why_alone` says why.
 """
 
 from __future__ import annotations
@@ -82,12 +83,15 @@ def key(cfg: DictConfig) -> str:
     assert isinstance(shared, dict)
     for name in PER_MEMBER:
         shared.pop(name, None)
+    if isinstance(shared.get("dataset"), dict):
+        shared["dataset"].pop("noise", None)  # each member its own targets
     shared.get("trainer", {}).pop("default_root_dir", None)
     return json.dumps(shared, sort_keys=True, default=str)
 
 
 def plan(configs: Sequence[DictConfig], max_group: int) -> list[Group]:
-    """The sweep's jobs (task configs, in order) as groups of at most ``max_group``."""
+    """The sweep's jobs (task configs, in order) as groups of at most ``max_group``, the jobs
+    of one kind split into as few groups as that allows, of even sizes."""
     groups: dict[str, list[int]] = {}
     out: list[Group] = []
     for i, cfg in enumerate(configs):
@@ -97,9 +101,12 @@ def plan(configs: Sequence[DictConfig], max_group: int) -> list[Group]:
         else:
             groups.setdefault(key(cfg), []).append(i)
     for jobs in groups.values():
-        for start in range(0, len(jobs), max_group):
-            chunk = jobs[start : start + max_group]
-            out.append(Group(chunk, None if len(chunk) > 1 else "the only job of its kind"))
+        parts = -(-len(jobs) // max_group)  # as few groups as max_group allows, of even sizes
+        for k in range(parts):  # (72 jobs, max 64: 36 + 36, not 64 + 8)
+            chunk = jobs[k * len(jobs) // parts : (k + 1) * len(jobs) // parts]
+            alone = "the only job of its kind" if len(jobs) == 1 else (
+                f"hydra.launcher.max_group={max_group} splits its kind")  # fmt: skip
+            out.append(Group(chunk, None if len(chunk) > 1 else alone))
     return sorted(out, key=lambda g: g.jobs[0])
 
 

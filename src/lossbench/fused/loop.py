@@ -2,7 +2,8 @@
 
 Each member keeps what its sequential run has: its initial weights (built from its seed by
 :func:`lossbench.run.build`), its data order (its seed's permutation of the shared in-memory
-training split), its head, criterion, metrics, thresholds and temperature, its best
+training split), its labels (its own label noise: the inputs are shared, the targets may differ),
+its head, criterion, metrics, thresholds and temperature, its best
 checkpoint (kept in memory; tested with ``test_on=best``) and its MLflow run, with the same
 name, tags, params, metric names and steps as Lightning would log, plus the tag
 ``fused_group``. The optimizer and the schedule are the group's (one lr for all); Adam, AdamW
@@ -151,7 +152,9 @@ def _fit(members: list[Member], group: str) -> None:
         run.open_run(j)
         j.logger.experiment.set_tag(j.logger.run_id, GROUP_TAG, group)
         j.clock["fit_start"] = time.perf_counter()
+    labels = {k: _member_labels(jobs, k, splits[k], device) for k in splits}
     x_train, y_train = splits["train"].tensors
+    rows_of = torch.arange(count, device=device)[:, None]  # member i's row in a (M, B) index
     step, epoch = 0, 0
     dead: list[int] = []
     first_bad = torch.full((count,), -1, device=device)
@@ -167,7 +170,8 @@ def _fit(members: list[Member], group: str) -> None:
             if step >= total:
                 break
             index = order[:, b * batch : (b + 1) * batch]
-            x, y = data.on_after_batch_transfer([x_train[index], y_train[index]], 0)
+            y = y_train[index] if labels["train"] is None else labels["train"][rows_of, index]
+            x, y = data.on_after_batch_transfer([x_train[index], y], 0)
             log_now = (step + 1) % log_every == 0
             if log_now and scheduler is not None:
                 lr = optimizer.param_groups[0]["lr"]
@@ -221,13 +225,36 @@ def _fit(members: list[Member], group: str) -> None:
                 m.job.logger.log_metrics({"train/loss_epoch": epoch_losses[m.index],
                                           "epoch": epoch}, step=at)  # fmt: skip
         if (epoch + 1) % (t.check_val_every_n_epoch or 1) == 0:
-            _validate(members, net, splits["val"], data, t, epoch, at, autocast)
+            _validate(members, net, splits["val"], labels["val"], data, t, epoch, at, autocast)
         log.info("fused group %s: epoch %d/%d, %d of %d runs training", group, epoch + 1,
                  epochs, sum(m.alive for m in members), count)  # fmt: skip
         epoch += 1
     for j in jobs:
         j.clock["fit"] = time.perf_counter()
-    _test(members, net, splits["test"], data, t, cfg.test_on, epoch, step, autocast)
+    _test(members, net, splits["test"], labels["test"], data, t, cfg.test_on, epoch, step,
+          autocast)  # fmt: skip
+
+
+def _member_labels(jobs: list[Job], split: str, shared: Any, device: torch.device) -> Tensor | None:
+    """The members' targets of ``split`` stacked ``(M, N, ...)`` where they differ (each member
+    its own label noise), on ``device``; None where every member has the first's. Their inputs
+    must be the first's (noise changes labels only): a group whose inputs differ is a bug."""
+    mine = [j.data.splits[split] for j in jobs]
+    if all(m is mine[0] for m in mine):
+        return None
+    x0 = mine[0].tensors[0]
+    seen: set[int] = set()
+    for m in mine:
+        if id(m) not in seen and not torch.equal(m.tensors[0].to(x0.device), x0):
+            raise RuntimeError(f"the fused group's {split} inputs differ between members")
+        seen.add(id(m))
+    stacked = torch.stack([m.tensors[1].to(device) for m in mine])
+    return None if bool((stacked == shared.tensors[1].to(device)).all()) else stacked
+
+
+def _of(labels: Tensor | None, y: Tensor, m: Member) -> Tensor:
+    """Member ``m``'s targets of the rows scored (the first ``len(y)`` of the split)."""
+    return y if labels is None else labels[m.index, : len(y)]
 
 
 def _optimizer(factory: Any, net: StackedNet) -> torch.optim.Optimizer:
@@ -274,16 +301,16 @@ def _logits(
     return torch.cat(outs, 1), torch.cat(ys)
 
 
-def _validate(members: list[Member], net: StackedNet, split: Any, data: Any, t: Any,
-              epoch: int, at: int, autocast: Any) -> None:  # fmt: skip
+def _validate(members: list[Member], net: StackedNet, split: Any, labels: Tensor | None,
+              data: Any, t: Any, epoch: int, at: int, autocast: Any) -> None:  # fmt: skip
     net.eval()
-    logits, y = _logits(net, split, data, t.limit_val_batches, autocast)
+    logits, shared_y = _logits(net, split, data, t.limit_val_batches, autocast)
     net.train()
     for m in members:
         if not m.alive:
             continue
         module, checkpoint = m.job.module, m.job.checkpoint
-        member_logits = logits[m.index].float()
+        member_logits, y = logits[m.index].float(), _of(labels, shared_y, m)
         # the loss over the whole split: what Lightning's batch-size-weighted mean of the
         # batches' means is, every loss being a mean over samples (and classes)
         values = {"val/loss": float(module.criterion(member_logits, y))}
@@ -304,8 +331,8 @@ def _buffers(module: torch.nn.Module) -> dict[str, Tensor | None]:
             for k in ("temperature", "thresholds")}  # fmt: skip
 
 
-def _test(members: list[Member], net: StackedNet, split: Any, data: Any, t: Any, test_on: str,
-          epoch: int, step: int, autocast: Any) -> None:  # fmt: skip
+def _test(members: list[Member], net: StackedNet, split: Any, labels: Tensor | None, data: Any,
+          t: Any, test_on: str, epoch: int, step: int, autocast: Any) -> None:  # fmt: skip
     alive = [m for m in members if m.alive]
     if not alive:
         return
@@ -316,13 +343,13 @@ def _test(members: list[Member], net: StackedNet, split: Any, data: Any, t: Any,
                 if v is not None:
                     getattr(m.job.module, k).copy_(v)
     net.eval()
-    logits, y = _logits(net, split, data, t.limit_test_batches, autocast)
+    logits, shared_y = _logits(net, split, data, t.limit_test_batches, autocast)
     for m in alive:
         module = m.job.module
         try:
             module.model.load_state_dict(net.member_state(m.index))  # the tested weights
             module.eval()
-            member_logits = logits[m.index].float()
+            member_logits, y = logits[m.index].float(), _of(labels, shared_y, m)
             values = {"test/loss": float(module.criterion(member_logits, y))}
             values |= {k: float(v) for k, v in module.score("test", member_logits, y).items()}
             m.job.logger.log_metrics({**values, "epoch": epoch}, step=step)
