@@ -111,25 +111,48 @@ def assert_same_run(fused: MlflowClient, mine, seq: MlflowClient, theirs) -> Non
             assert y == pytest.approx(x, abs=1e-4), (name, key, a, b)
 
 
+DIGITS_CE = ["dataset=digits", "head=softmax", "loss=ce"]
+
+
 @pytest.mark.parametrize(
-    ("dataset", "pair", "noise"),
+    ("fixed", "vary"),
     [
-        (["dataset=digits"], ["head=softmax", "loss=ce"], "dataset.noise.rate=0,0.4"),
+        # label noise changes targets, not inputs: each member its own noisy train/val labels
+        ([*DIGITS_CE, "dataset.noise.rate=0.3"], "dataset.noise.rate=0,0.4"),
         (
-            ["dataset=multilabel", "dataset.n_samples=400", "dataset.test_size=80"],
-            ["head=sigmoid", "loss=bce_logits"],
+            [
+                "dataset=multilabel",
+                "dataset.n_samples=400",
+                "dataset.test_size=80",
+                "head=sigmoid",
+                "loss=bce_logits",
+                "dataset.noise.rate=0.3",
+            ],
             "dataset.noise.kind=symmetric,missing",
+        ),
+        # a constant lr of each member's own: Adam; SGD with momentum and weight decay
+        (DIGITS_CE, "optimizer.lr=0.001,0.004"),
+        ([*DIGITS_CE, "optimizer=sgd", "optimizer.weight_decay=0.001"], "optimizer.lr=0.01,0.05"),
+        # lossbench.tune's comparison: one lr text, resolved per member (AdamW, weight decay)
+        (
+            [
+                "dataset=digits",
+                "head=softmax",
+                "optimizer=adamw",
+                "tuned_lr={ce:0.001,focal:0.004}",
+                "optimizer.lr='${tuned_lr.${loss.name}}'",
+            ],
+            "loss=ce,focal",
         ),
     ],  # fmt: skip
 )
-def test_members_with_their_own_label_noise_are_one_group(
-    dataset: list[str], pair: list[str], noise: str, tmp_path: Path, tiny_data
+def test_members_that_differ_in_targets_or_lr_are_one_group(
+    fixed: list[str], vary: str, tmp_path: Path, tiny_data
 ) -> None:
-    """Label noise changes targets, not inputs: two noise settings x 2 seeds train as one group,
-    each member on its own noisy train and val labels (test clean), each with the history of its
+    """Two values of ``vary`` x 2 seeds train as one group, each member with the history of its
     sequential run."""
-    extra = [*TINY_OVERRIDES, "model=mlp", *dataset, *pair, "dataset.noise.rate=0.3"]
-    proc = run_train(tmp_path, tiny_data[0], *extra, "hydra/launcher=fused", noise, "seed=1,2",
+    extra = [*TINY_OVERRIDES, "model=mlp", *fixed]
+    proc = run_train(tmp_path, tiny_data[0], *extra, "hydra/launcher=fused", vary, "seed=1,2",
                      multirun=True)  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
@@ -138,7 +161,7 @@ def test_members_with_their_own_label_noise_are_one_group(
     runs = fused.search_runs([fused.get_experiment_by_name("lossbench").experiment_id])
     assert len(runs) == 4 and len({r.data.tags["fused_group"] for r in runs}) == 1
     seq_uri = sqlite_uri(tmp_path / "sequential.db")
-    key, values = noise.split("=")
+    key, values = vary.split("=")
     for value in values.split(","):
         for seed in (1, 2):
             overrides = [*extra, f"data_dir={tiny_data[0]}", f"logger.tracking_uri={seq_uri}",
@@ -146,15 +169,15 @@ def test_members_with_their_own_label_noise_are_one_group(
             run.train(compose_cfg(overrides, tmp_path / "sequential" / f"{value}-{seed}"))
     seq = MlflowClient(seq_uri)
     seq_runs = seq.search_runs([seq.get_experiment_by_name("lossbench").experiment_id])
-    by_config = {(r.data.params[f"dataset/noise/{key.rsplit('.', 1)[1]}"], r.data.tags["seed"]): r
-                 for r in seq_runs}  # fmt: skip
-    flipped = set()
+
+    def config(r) -> tuple[str, str, str]:  # what the run recorded of the varied key
+        value = r.data.tags[key] if key == "loss" else r.data.params[key.replace(".", "/")]
+        return value, r.data.tags["seed"], r.data.params["optimizer/lr"]
+
+    by_config = {config(r): r for r in seq_runs}
+    assert len(by_config) == 4
     for mine in runs:
-        param = f"dataset/noise/{key.rsplit('.', 1)[1]}"
-        config = (mine.data.params[param], mine.data.tags["seed"])
-        assert_same_run(fused, mine, seq, by_config[config])
-        flipped.add(mine.data.metrics.get("data/flipped_fraction"))
-    assert len(flipped) == 2  # the two noise settings flipped different labels
+        assert_same_run(fused, mine, seq, by_config[config(mine)])
 
 
 def test_a_non_finite_member_fails_at_its_step_and_the_others_finish(fused_and_sequential):
@@ -172,7 +195,7 @@ def test_a_non_finite_member_fails_at_its_step_and_the_others_finish(fused_and_s
 def test_a_mixed_sweep_forms_two_groups_and_a_singleton(tmp_path: Path) -> None:
     jobs = [["model=mlp", "seed=1"], ["model=mlp", "seed=2", "head=sigmoid", "loss=bce_logits"],
             ["model=cnn", "seed=1"], ["model=cnn", "seed=2"],
-            ["model=mlp", "augment=flip_crop"], ["model=mlp", "optimizer.lr=0.01"],
+            ["model=mlp", "augment=flip_crop"], ["model=mlp", "optimizer.weight_decay=0.01"],
             ["model=mlp", "seed=3", "dataset.noise.rate=0.4"],  # other targets, same inputs
             ["model=mlp", "dataset.imbalance.factor=10"]]  # other samples  # fmt: skip
     configs = [compose_cfg(o, tmp_path) for o in jobs]
@@ -190,6 +213,22 @@ def test_a_mixed_sweep_forms_two_groups_and_a_singleton(tmp_path: Path) -> None:
     assert [g.jobs for g in grouping.plan(five, max_group=4)] == [[0, 1], [2, 3, 4]]
     lines = grouping.describe(groups, [f"job{i}" for i in range(8)])
     assert lines[0] == "group 1 (fused, 3 runs): job0, job1, job6"
+
+
+def test_a_learning_rate_is_per_member_unless_scheduled(tmp_path: Path) -> None:
+    """A constant lr may differ within a group; a scheduled one may not: its key is the lr the
+    job resolves (lossbench.tune's one text, ${tuned_lr...}, that resolves per pair)."""
+    tuned = ["tuned_lr={ce:0.001,focal:0.004,nll:0.001}", "optimizer.lr='${tuned_lr.${loss.name}}'"]
+    jobs = [
+        ["optimizer.lr=0.001"],
+        ["optimizer.lr=0.01"],  # constant: one group
+        ["scheduler=step", "optimizer.lr=0.001"],
+        ["scheduler=step", "optimizer.lr=0.01"],
+        *(["scheduler=step", *tuned, f"loss={loss}"] for loss in ("ce", "focal", "nll")),
+    ]
+    configs = [compose_cfg(["model=mlp", f"seed={i}", *o], tmp_path) for i, o in enumerate(jobs)]
+    groups = [g.jobs for g in grouping.plan(configs, max_group=64)]
+    assert groups == [[0, 1], [2], [3], [4, 6], [5]]  # focal (5) resolves another lr
 
 
 def test_each_job_config_is_hydras_own_composition(tmp_path: Path) -> None:

@@ -72,7 +72,9 @@ class FusedLauncher(Launcher):
         self.loader.forget()
         tasks = [_task_part(c) for c in configs]
         groups = grouping.plan(tasks, self.max_group)
-        overrides = [filter_overrides(c.hydra.overrides.task) for c in configs]
+        # as typed: an override's own interpolation (optimizer.lr='${tuned_lr...}') unresolved
+        overrides = [filter_overrides(OmegaConf.to_container(c.hydra.overrides.task))
+                     for c in configs]  # fmt: skip
         common = set.intersection(*(set(o) for o in overrides)) if overrides else set()
         labels = [f"#{c.hydra.job.num} " + " ".join(o for o in job if o not in common)
                   for c, job in zip(configs, overrides, strict=True)]  # fmt: skip

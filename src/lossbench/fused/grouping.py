@@ -1,9 +1,10 @@
 """Which jobs of a sweep can train side by side: the fused launcher's groups.
 
 Jobs share one training loop when their configs agree on everything but ``seed``, ``head``,
-``loss`` (with its parameters) and the label noise (``dataset.noise.*``: it changes targets,
-not inputs): the same dataset and other data options (class imbalance keeps other samples),
-model, optimizer and lr, schedule and trainer settings. A job is trained on its own (a group
+``loss`` (with its parameters), the label noise (``dataset.noise.*``: it changes targets, not
+inputs) and, with a constant learning rate, ``optimizer.lr``: the same dataset and other data
+options (class imbalance keeps other samples), model, optimizer settings, schedule and trainer
+settings. A job is trained on its own (a group
 of one) where its config cannot be fused; :func:`why_alone` says why.
 """
 
@@ -78,15 +79,42 @@ def why_alone(cfg: DictConfig) -> str | None:
 
 
 def key(cfg: DictConfig) -> str:
-    """What a group's jobs share: the config without its per-member keys."""
-    shared = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(shared, dict)
+    """What a group's jobs share: the config, its interpolations resolved (a value such as
+    ``optimizer.lr='${tuned_lr.${head.name}.${loss.name}}'`` differs by member though its text
+    does not), without its per-member keys. With a constant learning rate
+    (``scheduler=none``), ``optimizer.lr`` is per member too: the fused loop scales each
+    member's update by its lr (``lossbench.fused.loop``)."""
+    shared = resolved(cfg)
     for name in PER_MEMBER:
         shared.pop(name, None)
     if isinstance(shared.get("dataset"), dict):
         shared["dataset"].pop("noise", None)  # each member its own targets
     shared.get("trainer", {}).pop("default_root_dir", None)
+    if cfg.scheduler.name == "none" and isinstance(shared.get("optimizer"), dict):
+        shared["optimizer"].pop("lr", None)  # each member its own lr
     return json.dumps(shared, sort_keys=True, default=str)
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The config as plain data, each interpolation resolved where the config can resolve it
+    before its job runs (``${hydra:runtime.output_dir}`` cannot: its text stays)."""
+    data = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(data, dict)
+
+    def walk(node: dict | list, path: str) -> None:
+        for k, v in list(node.items() if isinstance(node, dict) else enumerate(node)):
+            where = f"{path}.{k}" if path else str(k)
+            if isinstance(v, dict | list):
+                walk(v, where)
+            elif isinstance(v, str) and "${" in v:
+                try:
+                    value = OmegaConf.select(cfg, where, throw_on_resolution_failure=True)
+                except Exception:  # e.g. Hydra's job folder, set when the job runs
+                    continue
+                node[k] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+    walk(data, "")
+    return data
 
 
 def plan(configs: Sequence[DictConfig], max_group: int) -> list[Group]:

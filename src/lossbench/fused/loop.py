@@ -6,9 +6,12 @@ training split), its labels (its own label noise: the inputs are shared, the tar
 its head, criterion, metrics, thresholds and temperature, its best
 checkpoint (kept in memory; tested with ``test_on=best``) and its MLflow run, with the same
 name, tags, params, metric names and steps as Lightning would log, plus the tag
-``fused_group``. The optimizer and the schedule are the group's (one lr for all); Adam, AdamW
-and SGD act element by element, so one step over the stacked parameters is each member's own
-step. A member whose loss turns NaN or infinite is recorded FAILED at that step, its loss and
+``fused_group``. The optimizer and the schedule are the group's; Adam, AdamW and SGD act element
+by element, so one step over the stacked parameters is each member's own step. With a constant
+lr, members may have their own: the step is taken at lr 1 and each member's change of its
+parameters scaled by its lr (exact: these optimizers' state does not depend on the lr, and
+their step is proportional to it; at lr 1 the change keeps float32's relative precision).
+A member whose loss turns NaN or infinite is recorded FAILED at that step, its loss and
 gradients are left out from then on, and the others go on. Ctrl-C or SIGTERM end every open
 member KILLED; a fused member is not resumed from a checkpoint: run the sweep again, and its
 finished runs are skipped.
@@ -136,6 +139,11 @@ def _fit(members: list[Member], group: str) -> None:
     for j in jobs:
         j.module.to(device)
     optimizer = _optimizer(first.module.optimizer_factory, net)
+    lrs = _member_lrs(jobs, device)
+    if lrs is not None:  # the step at lr 1, each member's change then times its own lr
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = 1.0
+    params = list(net.parameters())
     n, batch = len(splits["train"]), data.batch_size
     per_epoch = _limit(math.ceil(n / batch), t.limit_train_batches)
     epochs = t.max_epochs if t.max_epochs is not None else (1000 if t.max_steps == -1 else 10**9)
@@ -143,6 +151,8 @@ def _fit(members: list[Member], group: str) -> None:
     scheduler = None
     if first.module.scheduler_factory is not None:
         scheduler = first.module.scheduler_factory(optimizer, total, max(1, per_epoch))
+    if lrs is not None and scheduler is not None:  # grouping keeps lr in a scheduled key
+        raise RuntimeError("members with their own lr under a learning-rate schedule")
     log_every = t.log_every_n_steps or 50
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
                 if str(t.precision) == "bf16-mixed" else nullcontext())  # fmt: skip
@@ -201,7 +211,10 @@ def _fit(members: list[Member], group: str) -> None:
                 for p in net.parameters():
                     if p.grad is not None:
                         p.grad.view(count, -1)[dead] = 0
+            before = [p.detach().clone() for p in params] if lrs is not None else None
             optimizer.step()
+            if before is not None:
+                _scale_steps(params, before, lrs)
             if scheduler is not None:
                 scheduler.step()
             detached = losses.detach().float()
@@ -233,6 +246,23 @@ def _fit(members: list[Member], group: str) -> None:
         j.clock["fit"] = time.perf_counter()
     _test(members, net, splits["test"], labels["test"], data, t, cfg.test_on, epoch, step,
           autocast)  # fmt: skip
+
+
+def _member_lrs(jobs: list[Job], device: torch.device) -> Tensor | None:
+    """Each member's lr ``(M,)``, where they differ; else None (the optimizer's own lr)."""
+    lrs = [j.cfg.optimizer.get("lr") for j in jobs]
+    if all(lr == lrs[0] for lr in lrs):
+        return None
+    return torch.tensor([float(lr) for lr in lrs], device=device)
+
+
+@torch.no_grad()
+def _scale_steps(params: list[Tensor], before: list[Tensor], lrs: Tensor) -> None:
+    """Member i's change of each stacked parameter (laid out member by member), taken at lr 1,
+    times its lr: p = p₀ + lrᵢ (p − p₀)."""
+    for p, p0 in zip(params, before, strict=True):
+        change = (p - p0).view(len(lrs), -1).mul_(lrs[:, None])
+        p.copy_(p0.add_(change.view_as(p)))
 
 
 def _member_labels(jobs: list[Job], split: str, shared: Any, device: torch.device) -> Tensor | None:
