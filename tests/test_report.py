@@ -219,6 +219,7 @@ def test_report_rows_means_stds_and_plots(sweep: Path) -> None:
               for line in text.splitlines() if re.match(r"\| \d \| sigmoid \+ ", line)]  # fmt: skip
     assert ranked == sorted(acc, key=lambda k: -acc[k].mean())
     assert "## multilabel" in text and "test mAP" in text
+    assert "Multi-label `test acc` is exact match" in text  # and how to rank by another score
     for png in ("multilabel-val-loss.png", "multilabel-test-metrics.png"):
         assert (sweep / "rep" / png).read_bytes()[:4] == b"\x89PNG"
         assert f"]({png})" in text
@@ -245,6 +246,7 @@ def test_report_ranks_by_the_metric_asked(sweep: Path, metric: str, label: str) 
     best, other = order
     assert f"**Best: sigmoid + {best}**, {label} {means[best]:.4f} ± " in text
     assert f"| Δ {metric} (95% CI) |" in text
+    assert "Multi-label `test acc` is exact match" not in text
     d = np.array([by[other][s] - by[best][s] for s in (1, 2)])
     (row,) = [x for x in text.splitlines() if x.startswith(f"| 2 | sigmoid + {other} |")]
     assert f"| paired t | {d.mean():+.4f} [" in row

@@ -295,6 +295,10 @@ def write_report(
         lines += ["", f"## {setting}", "", *opening(group, verdicts, checks, margin, metric), ""]
         lines += claims_checked(group, setting, margin)
         lines += ["", "### Ranked", "", *ranked_table(group, verdicts.get(metric, []), metric), ""]
+        if task == "multilabel" and metric == ACC:
+            lines += ["Multi-label `test acc` is exact match (every label of a sample right): a "
+                      "harsh ranking; `--metric map` (or `f1_micro`, `hamming_acc`) ranks by "
+                      "another score.", ""]  # fmt: skip
         lines += [f"![validation loss]({slug}-val-loss.png)", "",
                   f"![test metrics]({slug}-test-metrics.png)"]  # fmt: skip
         if any(p.values("test/nll").size for p in group):
