@@ -3,6 +3,7 @@ each still its own MLflow run, with the metric history of its sequential run."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -178,6 +179,30 @@ def test_members_that_differ_in_targets_or_lr_are_one_group(
     assert len(by_config) == 4
     for mine in runs:
         assert_same_run(fused, mine, seq, by_config[config(mine)])
+
+
+def test_a_member_whose_config_does_not_resolve_fails_with_why(tmp_path: Path, tiny_data) -> None:
+    """focal has no entry in the lr table: its jobs fail with the reason a sequential sweep
+    gives (they used to end without an outcome), and the ce jobs of their group train."""
+    extra = [*TINY_OVERRIDES, "model=mlp", "dataset=digits", "tuned_lr={ce:0.002}",
+             "optimizer.lr='${tuned_lr.${loss.name}}'"]  # fmt: skip
+    proc = run_train(tmp_path, tiny_data[0], *extra, "hydra/launcher=fused", "loss=ce,focal",
+                     "seed=1,2", multirun=True)  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]  # jobs failed
+    assert "jobs: 2 finished, 2 failed, 0 skipped" in out
+    outcomes = [json.loads(p.read_text()) for p in (tmp_path / "multirun").glob("*/outcome.json")]
+    assert len(outcomes) == 4
+    for o in outcomes:
+        if "loss=focal" in o["overrides"]:
+            assert o["status"] == "FAILED"
+            assert o["reason"].startswith("the run could not be set up: InterpolationKeyError")
+            assert "tuned_lr.focal" in o["reason"]
+        else:
+            assert o["status"] == "FINISHED"
+    client = MlflowClient(sqlite_uri(tmp_path / "mlflow.db"))
+    runs = client.search_runs([client.get_experiment_by_name("lossbench").experiment_id])
+    assert sorted((r.data.tags["loss"], r.info.status) for r in runs) == [("ce", "FINISHED")] * 2
 
 
 def test_a_non_finite_member_fails_at_its_step_and_the_others_finish(fused_and_sequential):

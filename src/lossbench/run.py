@@ -104,10 +104,13 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> str:
     return _fit(build(cfg, callbacks))
 
 
-def build(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Job:
+def build(cfg: DictConfig, callbacks: Sequence[Callback] = (), resolve: bool = False) -> Job:
     """Check and build one configuration without opening its run (the fused launcher trains
-    the jobs it builds side by side). Any error is a :class:`LossbenchError`."""
+    the jobs it builds side by side; ``resolve``: first resolve the config in place, as it does
+    while the job's HydraConfig is set). Any error is a :class:`LossbenchError`."""
     try:
+        if resolve:
+            OmegaConf.resolve(cfg)
         return _build(cfg, callbacks)
     except LossbenchError:
         raise

@@ -111,8 +111,9 @@ class FusedLauncher(Launcher):
 
         def builder(index: int) -> TaskFunction:
             def build(cfg: DictConfig) -> Any:
-                OmegaConf.resolve(cfg)  # its output folder, while this job's HydraConfig is set
-                ended, value = task.in_sweep(cfg, lambda: run.build(cfg))
+                # resolved while this job's HydraConfig is set (its output folder); a value that
+                # does not resolve fails this job with its reason, as in a sequential sweep
+                ended, value = task.in_sweep(cfg, lambda: run.build(cfg, resolve=True))
                 if not ended:
                     built[index] = value
                 return value if ended else None
