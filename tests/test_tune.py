@@ -19,9 +19,10 @@ from test_postgres import fresh_database, postgres_url
 
 from conftest import TINY_OVERRIDES, TINY_SIZES, sqlite_uri
 from lossbench.config import ROOT
+from lossbench.summary import outcomes
 from lossbench.tracking import sweep_id
+from lossbench.tune import Search, compare, split_overrides
 from lossbench.tune import main as tune_main
-from lossbench.tune import split_overrides
 
 PAIRS = (("softmax", "ce"), ("sigmoid", "bce_logits"))
 TRIALS = 3
@@ -234,3 +235,31 @@ def test_bad_options_are_refused_before_anything_runs(
     err = capsys.readouterr().err
     assert words in err and "Fix:" in err and "Traceback" not in err
     assert not (tmp_path / "sweeps").exists()  # nothing started
+
+
+def test_the_comparison_skips_the_cells_it_did_not_tune(tmp_path: Path, tiny_data) -> None:
+    """Tuned: softmax + ce and sigmoid + focal. The comparison's grid (heads x losses) also
+    holds softmax + focal, valid but not tuned: skipped (it used to fail on its missing lr),
+    and sigmoid + ce, not a valid pair: skipped."""
+    found = [Search("softmax", "ce", tmp_path, lr=0.002), Search("sigmoid", "focal", tmp_path,
+                                                                 lr=0.004)]  # fmt: skip
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    sweep, code = compare(
+        found,
+        "1",
+        tmp_path,
+        [f"data_dir={tiny_data[0]}", f"logger.tracking_uri={uri}", *TINY_OVERRIDES],
+    )
+    assert code == 0
+    jobs = outcomes(tmp_path / "compare")
+    by_pair = {tuple(o.split("=")[1] for o in j["overrides"] if o.startswith(("head=", "loss=")))
+               : j for j in jobs}  # fmt: skip
+    assert by_pair[("softmax", "focal")]["status"] == "SKIPPED"
+    assert "was not tuned" in by_pair[("softmax", "focal")]["reason"]
+    assert by_pair[("sigmoid", "ce")]["status"] == "SKIPPED"
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tune_lr").experiment_id],
+                              f"tags.sweep_id = '{sweep}'")  # fmt: skip
+    lrs = {(r.data.tags["head"], r.data.tags["loss"]): float(r.data.params["optimizer/lr"])
+           for r in runs}  # fmt: skip
+    assert lrs == {("softmax", "ce"): 0.002, ("sigmoid", "focal"): 0.004}

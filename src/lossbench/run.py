@@ -34,7 +34,7 @@ from lossbench import checks, matrix, schemas, store, tracking
 from lossbench.checkpoint import Checkpoint
 from lossbench.data import DATASETS, ClassificationData, make_datamodule
 from lossbench.data.augment import make_augment
-from lossbench.errors import AlreadyDone, LossbenchError, RunStopped
+from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError, RunStopped
 from lossbench.heads import make_head
 from lossbench.losses import make_criterion
 from lossbench.models import make_model
@@ -109,9 +109,7 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback] = (), resolve: bool = F
     the jobs it builds side by side; ``resolve``: first resolve the config in place, as it does
     while the job's HydraConfig is set). Any error is a :class:`LossbenchError`."""
     try:
-        if resolve:
-            OmegaConf.resolve(cfg)
-        return _build(cfg, callbacks)
+        return _build(cfg, callbacks, resolve)
     except LossbenchError:
         raise
     except Exception as err:
@@ -121,7 +119,7 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback] = (), resolve: bool = F
         ) from err
 
 
-def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
+def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False) -> Job:
     """Check the config, the store, the data; build the model, optimizer and Trainer."""
     schemas.check_keys(cfg)
     dataset, data_params = _name_and_params(cfg.dataset)
@@ -130,6 +128,14 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback]) -> Job:
     model_name, model_params = _name_and_params(cfg.model)
     task = DATASETS[dataset].task_of(data_params)
     matrix.check(task, head_name, loss_name)
+    if (
+        cfg.get("tuned_lr") is not None
+        and OmegaConf.select(cfg, f"tuned_lr.{head_name}.{loss_name}", default="absent") is None
+    ):  # lossbench.tune's comparison is heads x losses; null: a cell it did not tune
+        raise InvalidPair(f"head={head_name} loss={loss_name} was not tuned: lossbench.tune "
+                          "compares the pairs it tuned (--pairs)")  # fmt: skip
+    if resolve:
+        OmegaConf.resolve(cfg)
     checks.run_keys(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     chash = tracking.config_hash(resolved)

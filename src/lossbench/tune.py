@@ -116,19 +116,23 @@ def compare(
     """Every tuned pair at its own lr, over ``seeds``, as one multirun: (sweep id, exit code).
 
     The lr comes from a ``tuned_lr`` table indexed by the job's head and loss; the grid is
-    heads × losses, so cells that are not valid pairs are skipped as in any lossbench sweep.
+    heads × losses, so cells that are not valid pairs are skipped as in any lossbench sweep, and
+    valid cells that were not tuned (``--pairs``) have a null lr, which skips them too.
     """
-    table: dict[str, dict[str, float]] = {}
+    table: dict[str, dict[str, float | None]] = {}
     for s in found:
         table.setdefault(s.head, {})[s.loss] = s.lr
-    heads = ",".join(table)
-    losses = ",".join(dict.fromkeys(loss for per_head in table.values() for loss in per_head))
-    lrs = ",".join(
-        f"{head}:{{{','.join(f'{loss}:{lr!r}' for loss, lr in per_head.items())}}}"
-        for head, per_head in table.items()
-    )
+    names = list(dict.fromkeys(loss for per_head in table.values() for loss in per_head))
+    for per_head in table.values():  # null: a valid cell of heads x losses not tuned: skipped
+        for loss in names:
+            per_head.setdefault(loss, None)
+    cells = {head: ",".join(f"{loss}:{'null' if lr is None else repr(lr)}"
+                            for loss, lr in per_head.items())
+             for head, per_head in table.items()}  # fmt: skip
+    lrs = ",".join(f"{head}:{{{row}}}" for head, row in cells.items())
     sweep_dir = directory / "compare"
-    code = train_py(EXPERIMENT, "hydra/sweeper=basic", f"head={heads}", f"loss={losses}",
+    code = train_py(EXPERIMENT, "hydra/sweeper=basic", f"head={','.join(table)}",
+                    f"loss={','.join(names)}",
                     f"seed={seeds}", "tune.seeds=null", f"tuned_lr={{{lrs}}}",
                     "optimizer.lr='${tuned_lr.${head.name}.${loss.name}}'",
                     f"hydra.sweep.dir={sweep_dir}", *overrides)  # fmt: skip
