@@ -90,6 +90,7 @@ def key(cfg: DictConfig) -> str:
     if isinstance(shared.get("dataset"), dict):
         shared["dataset"].pop("noise", None)  # each member its own targets
     shared.get("trainer", {}).pop("default_root_dir", None)
+    shared.get("tune", {}).pop("study_name", None)  # an Optuna study's name: not the training
     if cfg.scheduler.name == "none" and isinstance(shared.get("optimizer"), dict):
         shared["optimizer"].pop("lr", None)  # each member its own lr
     return json.dumps(shared, sort_keys=True, default=str)
