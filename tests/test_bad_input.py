@@ -167,7 +167,10 @@ ELSEWHERE = {
     "`resume=` a checkpoint outside the output folders": "tests/test_resume.py",
     "unknown store, experiment or sweep (summary, report, ui)": "tests/test_read_commands.py",
     "bad or unreachable `tune.storage`": "tests/test_tune.py",
-    "`--metric` a score the report cannot rank by, or one the runs did not record (report, tune)": "tests/test_report.py",  # and tests/test_tune.py (before any training)
+    # and tests/test_tune.py, before any training
+    "`--metric` a score the report cannot rank by, or one the runs did not record (report, tune)": (
+        "tests/test_report.py"
+    ),
     "`lossbench.tune` given two trial counts, or a bad one": "tests/test_tune.py",
 }
 

@@ -254,6 +254,13 @@ def test_a_learning_rate_is_per_member_unless_scheduled(tmp_path: Path) -> None:
     configs = [compose_cfg(["model=mlp", f"seed={i}", *o], tmp_path) for i, o in enumerate(jobs)]
     groups = [g.jobs for g in grouping.plan(configs, max_group=64)]
     assert groups == [[0, 1], [2], [3], [4, 6], [5]]  # focal (5) resolves another lr
+    # lossbench.tune's comparison: the Optuna study's name differs by pair, the training not
+    compare = ["+experiment=tune_lr", "tune.seeds=null", tuned[1],
+               "tuned_lr={softmax:{ce:0.001,focal:0.004}}"]  # fmt: skip
+    configs = [compose_cfg([*compare, "head=softmax", f"loss={loss}"], tmp_path)
+               for loss in ("ce", "focal")]  # fmt: skip
+    assert configs[0].tune.study_name != configs[1].tune.study_name
+    assert [g.jobs for g in grouping.plan(configs, max_group=64)] == [[0, 1]]
 
 
 def test_each_job_config_is_hydras_own_composition(tmp_path: Path) -> None:
