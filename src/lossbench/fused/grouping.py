@@ -4,8 +4,8 @@ Jobs share one training loop when their configs agree on everything but ``seed``
 ``loss`` (with its parameters), the label noise (``dataset.noise.*``: it changes targets, not
 inputs) and, with a constant learning rate, ``optimizer.lr``: the same dataset and other data
 options (class imbalance keeps other samples), model, optimizer settings, schedule and trainer
-settings. A job is trained on its own (a group
-of one) where its config cannot be fused; :func:`why_alone` says why.
+settings. A job is trained on its own (a group of one) where its config cannot be fused;
+:func:`why_alone` says why.
 """
 
 from __future__ import annotations
@@ -131,10 +131,10 @@ def plan(configs: Sequence[DictConfig], max_group: int) -> list[Group]:
             groups.setdefault(key(cfg), []).append(i)
     for jobs in groups.values():
         parts = -(-len(jobs) // max_group)  # as few groups as max_group allows, of even sizes
+        alone = "the only job of its kind" if len(jobs) == 1 else (
+            f"hydra.launcher.max_group={max_group} splits its kind")  # fmt: skip
         for k in range(parts):  # (72 jobs, max 64: 36 + 36, not 64 + 8)
             chunk = jobs[k * len(jobs) // parts : (k + 1) * len(jobs) // parts]
-            alone = "the only job of its kind" if len(jobs) == 1 else (
-                f"hydra.launcher.max_group={max_group} splits its kind")  # fmt: skip
             out.append(Group(chunk, None if len(chunk) > 1 else alone))
     return sorted(out, key=lambda g: g.jobs[0])
 
