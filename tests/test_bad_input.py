@@ -141,6 +141,11 @@ RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], list[str]] | None]] 
                                 lambda t: no_data(a_file(t / "store" / "mlflow.db"))),
     "unreachable server": (["logger.tracking_uri=http://127.0.0.1:9"], "cannot be reached", None),
     "bad threshold": ([*MULTILABEL, "head.threshold=2"], "neither a probability", None),
+    "bad `head.binary_outputs`": ([*MULTILABEL, "head.binary_outputs=3"],
+                                  r"head.binary_outputs=3 is neither 1 .* nor 2", None),
+    "`loss.pos_weight` of another length than the outputs": (
+        [*MULTILABEL[:2], "loss=bce_logits", "loss.pos_weight=[1.0,2.0]"],
+        r"loss.pos_weight has 2 values, but the sigmoid head has \d+ outputs here", None),
     "bad Trainer value": ([*MULTILABEL, "trainer.precision=77"], "Trainer refused", None),
     "optimized metric not monitored": (["optimized_metric=val/f1_macro_best"],
                                        "set `checkpoint.monitor=val/f1_macro`", None),

@@ -7,6 +7,15 @@ The model always outputs raw logits ``z`` of shape (N, C). The head is the link 
 * ``sigmoid``: ``p_c = 1 / (1 + exp(-z_c))``, C independent Bernoulli probabilities
   (one-vs-all); a multi-class prediction is ``argmax_c p_c``.
 
+On a two-class (single-label) dataset the sigmoid head has one output by default
+(``binary_outputs=1``): the model's one logit ``z`` gives ``p(class 1) = sigmoid(z)``, the
+binary classifier of Keras' ``Dense(1, "sigmoid")`` + ``binary_crossentropy`` and of PyTorch's
+``BCEWithLogitsLoss`` on one logit (the seed tutorial's loss "for a binary classification
+problem"). The model's output is then ``(-z, z)``, whose sigmoids ``(1 - sigmoid(z),
+sigmoid(z))`` are the two classes' probabilities, so that metrics, calibration and predictions
+read it as any two-class output; the loss sees ``z`` alone. ``binary_outputs=2``: one sigmoid
+per class (one-vs-all over both classes), as on any multi-class set.
+
 A multi-label prediction is ``p_c >= t_c``: one ``threshold`` for all classes, or ``tuned``,
 per-class thresholds that maximise F1 on the validation split (set by the training module).
 Softmax probabilities sum to one, so a fixed 0.5 would predict at most one label: its default
@@ -57,6 +66,11 @@ class Head:
     def tuned(self) -> bool:
         return self.threshold == TUNED
 
+    def one_logit(self, task: Task, num_classes: int) -> bool:
+        """Whether the model has one output (a logit z) for this task rather than one per
+        class."""
+        return False
+
     def probs(self, logits: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -106,6 +120,19 @@ class SigmoidHead(Head):
 
     name: ClassVar[str] = "sigmoid"
     exclusive: ClassVar[bool] = False
+    binary_outputs: int = 1  # a two-class set: one logit (1) or one per class (2)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.binary_outputs not in (1, 2) or isinstance(self.binary_outputs, bool):
+            raise LossbenchError(
+                f"head.binary_outputs={self.binary_outputs!r} is neither 1 (a two-class set's "
+                "one logit, p = sigmoid(z)) nor 2 (one sigmoid per class). Fix: set "
+                "`head.binary_outputs=1` or `head.binary_outputs=2`"
+            )
+
+    def one_logit(self, task: Task, num_classes: int) -> bool:
+        return self.binary_outputs == 1 and task == "multiclass" and num_classes == 2
 
     def probs(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits)

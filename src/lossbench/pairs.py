@@ -22,7 +22,8 @@ ACC = "test/acc"
 
 @dataclass
 class Pair:
-    """The finished runs of one (setting, head, loss[, varying loss parameters]) over seeds."""
+    """The finished runs of one (setting, head, loss[, varying loss and head parameters]) over
+    seeds."""
 
     setting: str
     head: str
@@ -64,21 +65,24 @@ def setting_of(run: Run) -> str:
 
 def load(client: MlflowClient, experiment: str, sweep: str | None) -> tuple[list[Pair], list[Run]]:
     """The FINISHED runs grouped by setting and pair (with their val/loss curves), and the
-    other runs. A loss parameter that varies between runs of the same loss names the pair."""
+    other runs. A loss (head) parameter that varies between runs of the same loss (head) names
+    the pair, e.g. ``sigmoid + bce_logits [binary_outputs=2]``."""
     runs = find_runs(client, experiment, sweep, limit=5000)  # earlier reports left out
     finished = [r for r in runs if r.info.status == "FINISHED"]
     others = [r for r in runs if r.info.status != "FINISHED"]
-    loss_params: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    own_params: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for r in finished:
-        own = {k: v for k, v in r.data.params.items() if k.startswith("loss/") and k != "loss/name"}
-        loss_params[setting_of(r), r.data.tags["loss"]].append(own)
+        for part in ("loss", "head"):
+            own = {k: v for k, v in r.data.params.items()
+                   if k.startswith(f"{part}/") and k != f"{part}/name"}  # fmt: skip
+            own_params[setting_of(r), part, r.data.tags[part]].append(own)
     varying = {key: sorted({k for d in dicts for k in d if len({x.get(k) for x in dicts}) > 1})
-               for key, dicts in loss_params.items()}  # fmt: skip
+               for key, dicts in own_params.items()}  # fmt: skip
     pairs: dict[tuple, Pair] = {}
     for r in finished:
         t, setting = r.data.tags, setting_of(r)
-        keys = varying[setting, t["loss"]]
-        variant = ", ".join(f"{k.removeprefix('loss/')}={r.data.params.get(k)}" for k in keys)
+        keys = varying[setting, "loss", t["loss"]] + varying[setting, "head", t["head"]]
+        variant = ", ".join(f"{k.split('/', 1)[1]}={r.data.params.get(k)}" for k in keys)
         pair = pairs.setdefault((setting, t["head"], t["loss"], variant),
                                 Pair(setting, t["head"], t["loss"], variant))  # fmt: skip
         pair.runs.append(r)

@@ -52,7 +52,7 @@ def load_run(tracking_uri: str, run_id: str) -> tuple[dict[str, Any], torch.nn.M
         spec = json.loads(Path(spec).read_text())
         state = torch.load(weights, weights_only=True, map_location="cpu")
     model = make_model(spec["model"]["name"], spec["input_shape"], len(spec["classes"]),
-                       **spec["model"]["params"])  # fmt: skip
+                       spec.get("one_logit", False), **spec["model"]["params"])  # fmt: skip
     model.load_state_dict(state)
     return spec, model.eval()
 

@@ -162,10 +162,11 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False
     data.setup("fit")
     clock["data"] = time.perf_counter()
     counts = data.class_counts()
-    criterion = make_criterion(head, loss_name, counts, task, **loss_params)
+    one_logit = head.one_logit(task, data.num_classes)  # a two-class set's sigmoid head
+    criterion = make_criterion(head, loss_name, counts, task, one_logit, **loss_params)
     augment, augment_params = _name_and_params(cfg.augment)
     data.augment = make_augment(augment, data.input_shape, **augment_params)
-    model = make_model(model_name, data.input_shape, data.num_classes, **model_params)
+    model = make_model(model_name, data.input_shape, data.num_classes, one_logit, **model_params)
     if getattr(model, "input_mean", None) is not None:  # pretrained weights: their statistics
         data.mean, data.std = model.input_mean, model.input_std
     checks.forward_pass(model, data.input_shape, data.num_classes, model_name)
@@ -209,7 +210,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False
     model_params = {**model_params, **_rebuild(model)}
     predictor = {"task": task, "classes": data.class_names, "input_shape": data.input_shape,
                  "dataset": dataset, "model": {"name": model_name, "params": model_params},
-                 "head": {"name": head_name, **head_params}}  # fmt: skip
+                 "head": {"name": head_name, **head_params}, "one_logit": one_logit}  # fmt: skip
     return Job(cfg, resolved, resume, data, module, checkpoint, trainer, logger, name, predictor,
                clock, torch.get_rng_state())  # fmt: skip
 

@@ -129,9 +129,10 @@ class FusedLauncher(Launcher):
                                        job_subdir_key="hydra.sweep.subdir"))  # fmt: skip
         if not built:
             return returns
-        order = sorted(built)
-        members = fit_group([built[i] for i in order], group)
-        for i, member in zip(order, members, strict=True):
+        finished = []
+        for part, name in _by_network(built, group):  # e.g. one-logit binary sigmoid heads
+            finished += zip(part, fit_group([built[i] for i in part], name), strict=True)
+        for i, member in finished:
             job, config, ret = member.job, configs[i], returns[i]
             HydraConfig.instance().set_config(config)  # the job's overrides, for its outcome
             run_id = job.logger.run_id
@@ -143,6 +144,22 @@ class FusedLauncher(Launcher):
                 ret.return_value = None
             ret.status = JobStatus.COMPLETED
         return returns
+
+
+def _by_network(built: dict[int, Any], group: str) -> list[tuple[list[int], str]]:
+    """The built jobs by their networks' parameter shapes, each part with its group name: a
+    group's members share one architecture, but a two-class set's one-logit sigmoid heads
+    (``head.binary_outputs=1``) have one output where the others have two."""
+    parts: dict[tuple, list[int]] = {}
+    for i in sorted(built):
+        model = built[i].module.model
+        shapes = tuple((k, tuple(p.shape)) for k, p in model.state_dict().items())
+        parts.setdefault(shapes, []).append(i)
+    if len(parts) == 1:
+        return [(next(iter(parts.values())), group)]
+    log.info("\tgroup %s: its networks differ in shape (the outputs of a two-class set's heads):"
+             " %d loops", group, len(parts))  # fmt: skip
+    return [(part, f"{group}{chr(ord('a') + n)}") for n, part in enumerate(parts.values())]
 
 
 def _task_part(config: DictConfig) -> DictConfig:

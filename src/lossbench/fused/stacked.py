@@ -13,7 +13,7 @@ all (evaluation). Each layer keeps the members apart exactly:
   mask is drawn for all members (CUDA's dropout kernel draws differently anyway).
 
 Only networks that are a plain sequence of these layers (and ReLU, MaxPool2d, Flatten,
-Identity) can be stacked: lossbench's ``mlp`` and ``cnn``.
+Identity, and a two-class set's ``BinaryLogit``) can be stacked: lossbench's ``mlp`` and ``cnn``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lossbench.models.registry import BinaryLogit
+
 STACKABLE = (nn.Flatten, nn.Linear, nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.Dropout,
-             nn.Identity)  # fmt: skip
+             nn.Identity, BinaryLogit)  # fmt: skip
 
 
 def leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -116,7 +118,7 @@ class StackedNet(nn.Module):
                     b.unsqueeze(1), x, w.transpose(1, 2))  # fmt: skip
             elif isinstance(layer, nn.Dropout):
                 x = self._dropout(layer, x, grouped or shared)
-            elif isinstance(layer, nn.ReLU | nn.MaxPool2d | nn.Identity):
+            elif isinstance(layer, nn.ReLU | nn.MaxPool2d | nn.Identity | BinaryLogit):
                 x = layer(x)
         return x.expand(m, *x.shape) if shared else x
 

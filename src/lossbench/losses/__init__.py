@@ -30,12 +30,17 @@ class Criterion(nn.Module):
     The head turns logits into what the loss takes (logits, probabilities or log-probabilities);
     targets become the loss's form: class indices (N,) stay, or become one-hot rows; multi-hot
     rows (N, C) stay binary, or are divided by their label count for a ``distribution`` loss.
+
+    ``one_logit`` (a two-class set's one-output sigmoid head, whose model outputs ``(-z, z)``):
+    the loss gets ``z`` (N, 1) and the class index as a 0/1 column, the one-output binary loss
+    as its source states it (``alpha``, ``pos_weight``, ``gamma_pos`` weigh class 1).
     """
 
-    def __init__(self, head: Head, loss: Loss) -> None:
+    def __init__(self, head: Head, loss: Loss, one_logit: bool = False) -> None:
         super().__init__()
         self.head = head
         self.loss = loss
+        self.one_logit = one_logit
 
     def targets(self, targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
         if self.loss.target == "index":
@@ -48,6 +53,8 @@ class Criterion(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         inputs = self.head.transform(logits, self.loss.consumes)
+        if self.one_logit:
+            return self.loss(inputs[:, 1:], targets[:, None].to(inputs.dtype))
         return self.loss(inputs, self.targets(targets, logits.shape[-1], inputs.dtype))
 
 
@@ -56,11 +63,12 @@ def make_criterion(
     loss: str,
     class_counts: Tensor | None = None,
     task: str = "multiclass",
+    one_logit: bool = False,
     **params: object,
 ) -> Criterion:
     """The training criterion for a head and a registered loss (or alias) built with ``params``
     (the loss's variant for that head); ``class_counts``: the training split's, for a
-    class-balanced loss.
+    class-balanced loss; ``one_logit``: the model has one output (:class:`Criterion`).
 
     The pairing is checked by :mod:`lossbench.matrix` before a run; here only the names are.
     """
@@ -70,4 +78,14 @@ def make_criterion(
         loss_obj.set_class_counts(class_counts, task)
     elif getattr(loss_obj, "class_weight", "none") != "none":
         raise LossbenchError(f"loss.class_weight={loss_obj.class_weight} needs the class counts")
-    return Criterion(head_obj, loss_obj)
+    pos_weight = getattr(loss_obj, "pos_weight", None)
+    outputs = 1 if one_logit else None if class_counts is None else len(class_counts)
+    if pos_weight is not None and outputs is not None and pos_weight.numel() not in (1, outputs):
+        raise LossbenchError(
+            f"loss.pos_weight has {pos_weight.numel()} values, but the {head_obj.name} head has "
+            f"{outputs} output{'s' if outputs > 1 else ''} here"
+            + (" (one logit for the two classes: its weight is class 1's)" if one_logit else "")
+            + ". Fix: give one number, e.g. `loss.pos_weight=2.0`"
+            + (f", or {outputs} (one per class)" if outputs > 1 else "")
+        )
+    return Criterion(head_obj, loss_obj, one_logit)

@@ -54,12 +54,15 @@ class ClassWeighted(nn.Module):
         self.weights = class_weights(counts, self.class_weight, self.beta)
 
     def sample_weights(self, target: Tensor) -> Tensor | None:
-        """w_y per sample (N,) for class indices or one-hot rows; None without weighting."""
+        """w_y per sample (N,) for class indices, one-hot rows or a two-class set's 0/1 column;
+        None without weighting."""
         if self.class_weight == "none":
             return None
         if self.weights is None:
             raise RuntimeError("class-balanced loss used before set_class_counts")
         w = self.weights.to(target.device)
+        if target.ndim == 2 and target.shape[1] == 1 < len(w):  # a two-class set's one logit
+            return w[target[:, 0].long()]  # its 0/1 column is the class index
         return w[target] if target.ndim == 1 else (target * w).sum(1)
 
     @staticmethod
