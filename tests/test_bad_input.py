@@ -89,6 +89,16 @@ def text_feature(tmp: Path) -> list[str]:
     return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
 
 
+def unlabelled_row(tmp: Path) -> list[str]:
+    path = table_file(tmp, x=[float(i) for i in range(20)], y=["a", "b", None, "a"] * 5)
+    return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
+
+
+def one_class(tmp: Path) -> list[str]:
+    path = table_file(tmp, x=[float(i) for i in range(20)], y=[7] * 20)
+    return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
+
+
 def manifest_with_a_missing_image(tmp: Path) -> list[str]:
     (tmp / "m.csv").write_text("path,labels\nimages/gone.png,cat\n")
     return ["dataset=image_csv", f"dataset.csv={tmp / 'm.csv'}"]
@@ -152,6 +162,9 @@ RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], list[str]] | None]] 
     "image folder without train/": ([], "has no train/ folder", folder_without_train),
     "unknown label column": ([], "has no column 'label'; its columns: x, y", unknown_label_column),
     "non-numeric feature column": ([], "feature column 'name' is not numeric", text_feature),
+    "table row without a label": ([], r"t.csv: row 3, label column 'y' is empty", unlabelled_row),
+    "table label column of one class": ([], r"label column 'y' holds one value \(7\): a "
+                                        "classifier needs at least 2 classes", one_class),
     "CSV row naming a missing image": ([], r"m.csv, line 2: the image .*gone.png does not exist",
                                        manifest_with_a_missing_image),
     "any other error before the run opens": ([*MULTILABEL, "checkpoint.mode=sideways"],

@@ -179,6 +179,17 @@ class Table(ClassificationData):
     def _targets(self, frame: pd.DataFrame) -> Tensor:
         if self.task == "multiclass":
             values = frame[self.labels[0]]
+            if values.isna().any():
+                raise LossbenchError(
+                    f"{self.path}: row {int(np.flatnonzero(values.isna())[0]) + 1}, label column "
+                    f"{self.labels[0]!r} is empty. Fix: fill it, or drop the rows without a label"
+                )
+            if values.nunique() < 2:
+                raise LossbenchError(
+                    f"{self.path}: label column {self.labels[0]!r} holds one value "
+                    f"({values.iloc[0]}): a classifier needs at least 2 classes. Fix: name the "
+                    "column that holds the classes"
+                )
             self.classes = [str(v) for v in sorted(values.unique())]
             index = {v: i for i, v in enumerate(sorted(values.unique()))}
             return torch.tensor(values.map(index).to_numpy(), dtype=torch.long)
