@@ -10,11 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
+from rich.console import Console
 from sklearn.datasets import load_breast_cancer
 from test_fused import assert_same_run
 
 from conftest import compose_cfg, run_train, sqlite_uri
-from lossbench import calibration, pairs, predict, run
+from lossbench import calibration, pairs, predict, run, summary
 from lossbench.errors import LossbenchError
 from lossbench.heads import make_head
 from lossbench.losses import make_criterion
@@ -206,3 +207,8 @@ def test_fused_two_class_heads_train_in_one_loop_per_network_as_sequential_runs(
     assert names == ["sigmoid + bce_logits [binary_outputs=1]",
                      "sigmoid + bce_logits [binary_outputs=2]"]  # fmt: skip
     assert all(len(p.runs) == 2 for p in found)
+    console = Console(width=200, record=True)  # the sweep's table: a column tells them apart
+    console.print(summary.table(runs, "binary"))
+    text = console.export_text()
+    assert "variant" in text
+    assert text.count("binary_outputs=1") == text.count("binary_outputs=2") == 2

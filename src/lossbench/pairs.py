@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from lossbench.store import quiet_downloads
-from lossbench.summary import find_runs
+from lossbench.summary import find_runs, variants
 from lossbench.tracking import CONFUSION, RELIABILITY
 
 ACC = "test/acc"
@@ -70,19 +69,10 @@ def load(client: MlflowClient, experiment: str, sweep: str | None) -> tuple[list
     runs = find_runs(client, experiment, sweep, limit=5000)  # earlier reports left out
     finished = [r for r in runs if r.info.status == "FINISHED"]
     others = [r for r in runs if r.info.status != "FINISHED"]
-    own_params: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for r in finished:
-        for part in ("loss", "head"):
-            own = {k: v for k, v in r.data.params.items()
-                   if k.startswith(f"{part}/") and k != f"{part}/name"}  # fmt: skip
-            own_params[setting_of(r), part, r.data.tags[part]].append(own)
-    varying = {key: sorted({k for d in dicts for k in d if len({x.get(k) for x in dicts}) > 1})
-               for key, dicts in own_params.items()}  # fmt: skip
+    variant_of = variants(finished, setting_of)
     pairs: dict[tuple, Pair] = {}
     for r in finished:
-        t, setting = r.data.tags, setting_of(r)
-        keys = varying[setting, "loss", t["loss"]] + varying[setting, "head", t["head"]]
-        variant = ", ".join(f"{k.split('/', 1)[1]}={r.data.params.get(k)}" for k in keys)
+        t, setting, variant = r.data.tags, setting_of(r), variant_of[r.info.run_id]
         pair = pairs.setdefault((setting, t["head"], t["loss"], variant),
                                 Pair(setting, t["head"], t["loss"], variant))  # fmt: skip
         pair.runs.append(r)

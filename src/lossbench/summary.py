@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +80,36 @@ def columns(runs: list[Run]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> dict[str, str]:
+    """Per run id, its loss and head parameters that vary between runs of the same setting
+    (default: dataset) and loss (head), e.g. ``gamma=1`` or ``binary_outputs=2``; "" if none."""
+    setting = setting or (lambda r: r.data.tags.get("dataset", "?"))
+    own: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        for part in ("loss", "head"):
+            params = {k: v for k, v in r.data.params.items()
+                      if k.startswith(f"{part}/") and k != f"{part}/name"}  # fmt: skip
+            own[setting(r), part, r.data.tags.get(part)].append(params)
+    varying = {key: sorted({k for d in dicts for k in d if len({x.get(k) for x in dicts}) > 1})
+               for key, dicts in own.items()}  # fmt: skip
+    out = {}
+    for r in runs:
+        where, tags = setting(r), r.data.tags
+        keys = varying[where, "loss", tags.get("loss")] + varying[where, "head", tags.get("head")]
+        out[r.info.run_id] = ", ".join(f"{k.split('/', 1)[1]}={r.data.params.get(k)}" for k in keys)
+    return out
+
+
 def table(runs: list[Run], title: str) -> Table:
-    """Runs ranked by test accuracy: dataset, head, loss, seed, lr, status and test metrics
-    (for multi-label sets: exact-match acc, Hamming acc, micro-F1, mAP)."""
+    """Runs ranked by test accuracy: dataset, head, loss (and a ``variant`` column where loss or
+    head parameters vary), seed, lr, status and test metrics (for multi-label sets: exact-match
+    acc, Hamming acc, micro-F1, mAP)."""
     shown = columns(runs)
+    variant = variants(runs)
+    tags = [*TAGS[:3], *(["variant"] if any(variant.values()) else []), *TAGS[3:]]
     caption = "multi-label acc: exact match" if "test/map" in shown else None
     out = Table(title=title, box=box.SIMPLE_HEAD, caption=caption)
-    for col in (*TAGS, "lr", "status"):
+    for col in (*tags, "lr", "status"):
         out.add_column(col)
     for col in shown:
         out.add_column(col.removeprefix("test/"), justify="right")
@@ -92,9 +117,9 @@ def table(runs: list[Run], title: str) -> Table:
     for r in ranked:
         values = [r.data.metrics.get(c) for c in shown]
         cells = ["—" if v is None else f"{v:.4f}" for v in values]
-        tags = [r.data.tags.get(t, "?") for t in TAGS]
+        row = [variant[r.info.run_id] if t == "variant" else r.data.tags.get(t, "?") for t in tags]
         lr = r.data.params.get("optimizer/lr")
-        out.add_row(*tags, "?" if lr is None else f"{float(lr):.3g}", r.info.status, *cells)
+        out.add_row(*row, "?" if lr is None else f"{float(lr):.3g}", r.info.status, *cells)
     return out
 
 
