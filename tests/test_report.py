@@ -319,3 +319,29 @@ def test_holm_matches_its_definition() -> None:
     got = stats.holm(p)
     # sorted: 0.005 (×4), 0.01 (×3), 0.03 (×2), 0.04 (×1), running max
     assert got[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and np.isnan(got[4])
+
+
+def test_a_parameter_older_runs_lack_does_not_split_a_pair(tmp_path: Path) -> None:
+    """Runs recorded before ``head.binary_outputs`` existed share the pair of newer runs that
+    record it; a value that really varies names the pairs (summary table and report)."""
+    from lossbench import summary
+
+    client = MlflowClient(sqlite_uri(tmp_path / "mlflow.db"))
+    experiment = client.create_experiment("older")
+
+    def record(params: dict[str, str], seed: int) -> str:
+        tags = {"dataset": "digits", "head": "sigmoid", "loss": "focal", "seed": str(seed)}
+        run_id = client.create_run(experiment, tags=tags).info.run_id
+        for k, v in {"loss/gamma": "2.0", **params}.items():
+            client.log_param(run_id, k, v)
+        client.set_terminated(run_id)
+        return run_id
+
+    old = record({}, 1)
+    new = [record({"head/binary_outputs": "1"}, s) for s in (2, 3)]
+    runs = [client.get_run(i) for i in (old, *new)]
+    assert summary.variants(runs) == {old: "", new[0]: "", new[1]: ""}
+    other = client.get_run(record({"head/binary_outputs": "2", "loss/gamma": "1.0"}, 4))
+    found = summary.variants([*runs, other])
+    assert found[old] == "gamma=2.0" and found[new[0]] == "gamma=2.0, binary_outputs=1"
+    assert found[other.info.run_id] == "gamma=1.0, binary_outputs=2"

@@ -82,7 +82,9 @@ def columns(runs: list[Run]) -> list[str]:
 
 def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> dict[str, str]:
     """Per run id, its loss and head parameters that vary between runs of the same setting
-    (default: dataset) and loss (head), e.g. ``gamma=1`` or ``binary_outputs=2``; "" if none."""
+    (default: dataset) and loss (head), e.g. ``gamma=1`` or ``binary_outputs=2``; "" if none.
+    A parameter some runs lack (recorded before it existed) varies only among those that have
+    it."""
     setting = setting or (lambda r: r.data.tags.get("dataset", "?"))
     own: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
@@ -90,13 +92,18 @@ def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> di
             params = {k: v for k, v in r.data.params.items()
                       if k.startswith(f"{part}/") and k != f"{part}/name"}  # fmt: skip
             own[setting(r), part, r.data.tags.get(part)].append(params)
-    varying = {key: sorted({k for d in dicts for k in d if len({x.get(k) for x in dicts}) > 1})
+
+    def varies(k: str, dicts: list[dict]) -> bool:  # among the runs that recorded it
+        return len({d[k] for d in dicts if k in d}) > 1
+
+    varying = {key: sorted({k for d in dicts for k in d if varies(k, dicts)})
                for key, dicts in own.items()}  # fmt: skip
     out = {}
     for r in runs:
-        where, tags = setting(r), r.data.tags
+        where, tags, params = setting(r), r.data.tags, r.data.params
         keys = varying[where, "loss", tags.get("loss")] + varying[where, "head", tags.get("head")]
-        out[r.info.run_id] = ", ".join(f"{k.split('/', 1)[1]}={r.data.params.get(k)}" for k in keys)
+        out[r.info.run_id] = ", ".join(f"{k.split('/', 1)[1]}={params[k]}" for k in keys
+                                       if k in params)  # fmt: skip
     return out
 
 
