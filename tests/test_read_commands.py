@@ -116,6 +116,27 @@ def test_sweep_end_counts_a_job_without_outcome_as_failed(store, tmp_path: Path,
     assert "failed: seed=1: the job ended without an outcome" in out
 
 
+def test_sweep_end_lists_jobs_in_order_with_their_shared_overrides_said_once(
+    store, tmp_path: Path, capsys
+) -> None:
+    db, _ = store
+    for n in range(12):
+        (tmp_path / str(n) / ".hydra").mkdir(parents=True)
+        status = "FAILED" if n == 10 else "SKIPPED" if n % 3 == 2 else "FINISHED"
+        outcome = {"overrides": ["dataset=digits", f"seed={n}", "model=mlp"], "status": status,
+                   "reason": f"why {n}"}  # fmt: skip
+        (tmp_path / str(n) / OUTCOME).write_text(json.dumps(outcome))
+    out = sweep_end_exits_1(tmp_path, sqlite_uri(db), capsys)
+    assert "jobs: 7 finished, 1 failed, 4 skipped" in out
+    listed = out[out.index("jobs:") :].splitlines()[1:]
+    assert listed == [
+        "  (every job had: dataset=digits model=mlp)",
+        *(f"  skipped: seed={n}: why {n}" for n in (2, 5, 8)),
+        "  failed: seed=10: why 10",
+        "  skipped: seed=11: why 11",
+    ]
+
+
 def test_sweep_end_exits_1_when_its_summary_fails(tmp_path: Path, capsys) -> None:
     job(tmp_path, "0", {"status": "FINISHED", "run_id": "x"})
     broken = tmp_path / "broken.db"

@@ -131,7 +131,11 @@ def test_two_pair_multirun_runs_valid_pairs_only(tmp_path: Path, tiny_data) -> N
     ]
     assert all(r.info.status == "FINISHED" for r in runs)
     log = proc.stdout + proc.stderr
-    assert log.count("skipped: head=") == 2
+    # each skipped job's log line, and the sweep's closing list by the job's own overrides
+    assert log.count("skipped: head=softmax cannot be trained with loss=bce_logits") == 1
+    assert log.count("skipped: head=sigmoid cannot be trained with loss=ce") == 1
+    assert "  skipped: head=softmax loss=bce_logits: head=softmax cannot" in proc.stdout
+    assert "  skipped: head=sigmoid loss=ce: head=sigmoid cannot" in proc.stdout
 
 
 def test_invalid_pair_exits_with_the_message_and_no_run(tmp_path: Path, tiny_data) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable
@@ -137,11 +138,15 @@ def print_run(tracking_uri: str, run_id: str) -> None:
 
 
 def outcomes(sweep_dir: str | Path) -> list[dict]:
-    """The ``outcome.json`` of every job of a sweep (any launcher: they are files). A job that
-    started (Hydra wrote its ``.hydra/`` folder) but left no outcome crashed: it counts as
-    FAILED."""
+    """The ``outcome.json`` of every job of a sweep (any launcher: they are files), in job
+    order. A job that started (Hydra wrote its ``.hydra/`` folder) but left no outcome crashed:
+    it counts as FAILED."""
+
+    def job_order(path: Path) -> list:  # 2 before 10: the sweep's job numbers, not text
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
     jobs = []
-    for hydra_dir in sorted(Path(sweep_dir).glob("**/.hydra")):
+    for hydra_dir in sorted(Path(sweep_dir).glob("**/.hydra"), key=job_order):
         outcome = hydra_dir.parent / OUTCOME
         if outcome.is_file():
             jobs.append(json.loads(outcome.read_text()))
@@ -243,10 +248,15 @@ class SweepSummary(Callback):
             summary_failed = True
         print(f"jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
               f"{counts['SKIPPED']} skipped")  # fmt: skip
-        for job in jobs:
-            if job["status"] != "FINISHED":
-                overrides = " ".join(job["overrides"])
-                print(f"  {job['status'].lower()}: {overrides}: {job.get('reason', '')}")
+        listed = [job for job in jobs if job["status"] != "FINISHED"]
+        common = [o for o in jobs[0]["overrides"] if all(o in j["overrides"] for j in jobs)
+                  ] if len(jobs) > 1 else []  # fmt: skip
+        if listed and common:  # the overrides every job had, said once
+            print(f"  (every job had: {' '.join(common)})")
+        for job in listed:
+            own = " ".join(o for o in job["overrides"] if o not in common)
+            print(f"  {job['status'].lower()}: {own or '(no other override)'}: "
+                  f"{job.get('reason', '')}")  # fmt: skip
         sys.stdout.flush()
         if counts["FAILED"] or summary_failed:
             sys.exit(1)
