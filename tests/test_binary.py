@@ -151,6 +151,7 @@ def test_a_two_class_run_trains_one_logit_and_predicts_both_classes(
         r = client.get_run(run_id)
         assert r.info.status == "FINISHED" and r.data.params["head/binary_outputs"] == str(outputs)
         assert r.data.metrics["test/acc"] > 0.85
+        assert 0.9 < r.data.metrics["test/auroc"] <= 1 and 0.9 < r.data.metrics["test/ap"] <= 1
         spec, model = predict.load_run(uri, run_id)
         last = [p for p in model.parameters()][-1]
         assert last.shape == (outputs,) and spec["one_logit"] == (outputs == 1)
@@ -212,3 +213,18 @@ def test_fused_two_class_heads_train_in_one_loop_per_network_as_sequential_runs(
     text = console.export_text()
     assert "variant" in text
     assert text.count("binary_outputs=1") == text.count("binary_outputs=2") == 2
+
+
+def test_two_class_ranking_scores_are_sklearns() -> None:
+    """AUROC (Fawcett 2006) and average precision of the second class's probability, against
+    scikit-learn's ``roc_auc_score`` and ``average_precision_score``."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from lossbench.metrics import binary_scores
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (200,), generator=g)
+    p = torch.sigmoid(torch.randn(200, generator=g) + y)  # informative, with ties-free scores
+    scores = binary_scores(p, y)
+    assert float(scores["auroc"]) == pytest.approx(roc_auc_score(y, p), abs=1e-6)
+    assert float(scores["ap"]) == pytest.approx(average_precision_score(y, p), abs=1e-6)

@@ -17,6 +17,8 @@ from torchmetrics.classification import (
     MultilabelF1Score,
 )
 from torchmetrics.functional.classification import (
+    binary_auroc,
+    binary_average_precision,
     multilabel_ranking_average_precision,
     multilabel_ranking_loss,
 )
@@ -72,6 +74,15 @@ def ranking_scores(probs: Tensor, y: Tensor, predictions: Tensor) -> dict[str, T
         "one_error": one_error,
         "f1_samples": torch.tensor(float(f1)),
     }
+
+
+def binary_scores(p: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """A two-class set's threshold-free scores of ``p``, each sample's probability of the second
+    class: ``auroc``, the area under the ROC curve (Fawcett 2006, "An introduction to ROC
+    analysis"), and ``ap``, average precision ``sum_n (R_n - R_{n-1}) P_n`` over the precision-
+    recall curve's thresholds (torchmetrics, as scikit-learn's ``average_precision_score``)."""
+    y = y.long()
+    return {"auroc": binary_auroc(p, y), "ap": binary_average_precision(p, y)}
 
 
 def make_confusion(task: Task, num_classes: int) -> MulticlassConfusionMatrix | None:

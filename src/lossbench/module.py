@@ -16,6 +16,7 @@ from lossbench.errors import NonFiniteLoss
 from lossbench.heads import Head, Task
 from lossbench.losses import Criterion
 from lossbench.metrics import (
+    binary_scores,
     make_confusion,
     make_metrics,
     make_score_metrics,
@@ -156,6 +157,8 @@ class Classifier(pl.LightningModule):
             self.test_reliability = calibration.reliability(self.head, logits, y, self.task)
         if self.task == "multilabel":
             comparable |= ranking_scores(self.head.probs(logits), y, predictions)
+        elif logits.shape[1] == 2:  # a two-class set: AUROC and AP of the second class
+            comparable |= binary_scores(calibration.distribution(self.head, logits)[:, 1], y)
         return values | {f"{stage}/{k}": v for k, v in comparable.items()}
 
     def validation_step(self, batch: list[Tensor], batch_idx: int) -> None:

@@ -75,9 +75,12 @@ def training_runs(
 
 
 def columns(runs: list[Run]) -> list[str]:
-    """The test metrics to show for these runs' tasks (multi-class first)."""
+    """The test metrics to show for these runs' tasks (multi-class first; AUROC for two-class
+    sets)."""
     tasks = {r.data.tags.get("task", "multiclass") for r in runs} or {"multiclass"}
     chosen = [c for t in COLUMNS if t in tasks for c in COLUMNS[t]]
+    if any("test/auroc" in r.data.metrics for r in runs):  # a two-class set
+        chosen.insert(chosen.index("test/loss"), "test/auroc")
     return list(dict.fromkeys(chosen))
 
 

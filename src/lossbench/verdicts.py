@@ -11,14 +11,14 @@ from lossbench import stats
 from lossbench.pairs import ACC, Pair, ranked
 
 HIGHER = ("test/acc", "test/f1_macro", "test/hamming_acc", "test/f1_micro", "test/map",
-          "test/lrap", "test/f1_samples")  # fmt: skip
+          "test/lrap", "test/f1_samples", "test/auroc", "test/ap")  # fmt: skip
 LOWER = ("test/nll", "test/brier", "test/ece", "test/nll_ts", "test/ece_ts", "test/ranking_loss",
          "test/one_error")  # fmt: skip
 MULTILABEL_ONLY = ("test/hamming_acc", "test/map", "test/lrap", "test/f1_samples",
                    "test/ranking_loss", "test/one_error")  # fmt: skip
 VERDICT_METRICS = {
     "multiclass": ("test/acc", "test/f1_macro", "test/nll", "test/brier", "test/ece",
-                   "test/ece_ts"),
+                   "test/ece_ts", "test/auroc", "test/ap"),  # AUROC, AP: two-class sets
     "multilabel": ("test/acc", "test/hamming_acc", "test/f1_micro", "test/map", "test/lrap",
                    "test/nll", "test/brier", "test/ece"),
 }  # fmt: skip
@@ -28,7 +28,8 @@ NAMES = {"test/acc": "test accuracy", "test/f1_macro": "test macro-F1", "test/ma
          "test/lrap": "test LRAP", "test/f1_samples": "test sample-F1", "test/nll": "test NLL",
          "test/brier": "test Brier score", "test/ece": "test ECE",
          "test/nll_ts": "test NLL after TS", "test/ece_ts": "test ECE after TS",
-         "test/ranking_loss": "test ranking loss", "test/one_error": "test one-error"}  # fmt: skip
+         "test/ranking_loss": "test ranking loss", "test/one_error": "test one-error",
+         "test/auroc": "test AUROC", "test/ap": "test average precision"}  # fmt: skip
 
 
 def by_metric(pairs: list[Pair], metric: str) -> list[Pair]:
