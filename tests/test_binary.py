@@ -20,6 +20,7 @@ from lossbench.errors import LossbenchError
 from lossbench.heads import make_head
 from lossbench.losses import make_criterion
 from lossbench.models.registry import BinaryLogit
+from lossbench.module import Classifier
 
 Z = torch.tensor([[-3.0], [-0.5], [0.0], [0.7], [4.0], [12.0]])
 Y = torch.tensor([0, 1, 0, 1, 1, 0])
@@ -114,6 +115,33 @@ def test_one_logit_only_for_a_two_class_single_label_set() -> None:
     assert not make_head("softmax").one_logit("multiclass", 2)
 
 
+def classifier(threshold: float | str) -> Classifier:
+    head = make_head("sigmoid", threshold=threshold)
+    crit = make_criterion(head, "bce_logits", torch.tensor([3.0, 3.0]), "multiclass", True)
+    return Classifier(BinaryLogit(), head, crit, "multiclass", 2, optimizer=lambda p: None)
+
+
+def test_a_two_class_prediction_is_class_1_where_its_probability_reaches_the_threshold() -> None:
+    """One logit: class 1 where sigmoid(z) >= head.threshold; ``tuned``: the threshold with the
+    best F1 of class 1 on the validation split (scikit-learn's precision-recall curve)."""
+    from sklearn.metrics import f1_score
+
+    z, y = Z, Y  # sigmoid(z): 0.047 0.378 0.5 0.668 0.982 1.0; y: 0 1 0 1 1 0
+    for threshold, expected in ((0.5, [0, 0, 1, 1, 1, 1]), (0.9, [0, 0, 0, 0, 1, 1])):
+        module = classifier(threshold)
+        head = make_head("sigmoid", threshold=threshold)
+        predicted = head.predict(BinaryLogit()(z), "multiclass", None, True)
+        assert predicted.tolist() == expected
+        acc = module.score("test", BinaryLogit()(z), y)["test/acc"]
+        assert float(acc) == pytest.approx(float((torch.tensor(expected) == y).float().mean()))
+    module = classifier("tuned")
+    module.score("val", BinaryLogit()(z), y)
+    (tuned,) = module.thresholds.tolist()
+    assert tuned == pytest.approx(float(torch.sigmoid(torch.tensor(-0.5))))  # F1 3/4 of class 1
+    best = max(f1_score(y, (torch.sigmoid(z[:, 0]) >= t).long()) for t in torch.sigmoid(z[:, 0]))
+    assert f1_score(y, (torch.sigmoid(z[:, 0]) >= tuned).long()) == pytest.approx(best)
+
+
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> Path:
     """scikit-learn's Wisconsin breast cancer set (569 rows, 30 features, two named classes)."""
@@ -166,6 +194,15 @@ def test_a_two_class_run_trains_one_logit_and_predicts_both_classes(
     assert torch.allclose(probs.sum(1), torch.ones(len(frame)), atol=1e-6)
     assert labels == [spec["classes"][i] for i in probs.argmax(1).tolist()]
     assert (pd.Series(labels) == frame["target"]).mean() > 0.85
+    # head.threshold=tuned: class 1's threshold chosen on val, recorded, and used by predict
+    overrides = [*table_overrides(table), f"logger.tracking_uri={uri}", "head=sigmoid",
+                 "loss=bce_logits", "head.threshold=tuned"]  # fmt: skip
+    tuned = run.train(compose_cfg(overrides, tmp_path / "tuned"))
+    assert "thresholds.json" in {a.path for a in client.list_artifacts(tuned)}
+    spec, model = predict.load_run(uri, tuned)
+    (threshold,) = spec["thresholds"]
+    labels, probs = predict.predict(spec, model, x)
+    assert labels == [spec["classes"][int(p >= threshold)] for p in probs[:, 1].tolist()]
 
 
 def test_fused_two_class_heads_train_in_one_loop_per_network_as_sequential_runs(

@@ -13,8 +13,10 @@ binary classifier of Keras' ``Dense(1, "sigmoid")`` + ``binary_crossentropy`` an
 ``BCEWithLogitsLoss`` on one logit (the seed tutorial's loss "for a binary classification
 problem"). The model's output is then ``(-z, z)``, whose sigmoids ``(1 - sigmoid(z),
 sigmoid(z))`` are the two classes' probabilities, so that metrics, calibration and predictions
-read it as any two-class output; the loss sees ``z`` alone. ``binary_outputs=2``: one sigmoid
-per class (one-vs-all over both classes), as on any multi-class set.
+read it as any two-class output; the loss sees ``z`` alone, and the prediction is class 1 where
+``sigmoid(z) >= threshold`` (a number, or ``tuned``: best F1 of class 1 on the validation
+split). ``binary_outputs=2``: one sigmoid per class (one-vs-all over both classes), as on any
+multi-class set.
 
 A multi-label prediction is ``p_c >= t_c``: one ``threshold`` for all classes, or ``tuned``,
 per-class thresholds that maximise F1 on the validation split (set by the training module).
@@ -85,16 +87,22 @@ class Head:
             return self.probs(logits)
         return self.log_probs(logits)
 
-    def predict(self, logits: Tensor, task: Task, thresholds: Tensor | None = None) -> Tensor:
+    def predict(
+        self, logits: Tensor, task: Task, thresholds: Tensor | None = None, one_logit: bool = False
+    ) -> Tensor:
         """Class indices (N,) for a multi-class task; a 0/1 matrix (N, C) for multi-label,
-        ``p >= thresholds`` (per class, as tuned) or ``p >= threshold``."""
-        if task == "multiclass":
+        ``p >= thresholds`` (per class, as tuned) or ``p >= threshold``. A two-class set's one
+        logit (``one_logit``): class 1 where its ``p = sigmoid(z) >= threshold`` (or the tuned
+        one), as a binary classifier decides."""
+        if task == "multiclass" and not one_logit:
             return logits.argmax(dim=-1)
         if thresholds is None:
             if self.tuned:
                 raise ValueError("head.threshold=tuned needs the tuned thresholds")
             thresholds = torch.tensor(self.threshold)
-        return (self.probs(logits) >= thresholds.to(logits.device)).long()
+        p = self.probs(logits)[:, 1:] if one_logit else self.probs(logits)
+        decided = (p >= thresholds.to(logits.device)).long()
+        return decided[:, 0] if one_logit else decided
 
 
 @HEADS.register("softmax")

@@ -72,8 +72,10 @@ class Classifier(pl.LightningModule):
         self._loss_count = 0
         self.register_buffer("_first_nonfinite", torch.tensor(-1), persistent=False)
         self.thresholds: Tensor | None
-        tuned = head.tuned and task == "multilabel"
-        self.register_buffer("thresholds", torch.full((num_classes,), 0.5) if tuned else None)
+        self.one_logit = criterion.one_logit  # a two-class set's sigmoid head: p >= threshold
+        tuned = head.tuned and (task == "multilabel" or self.one_logit)
+        size = 1 if self.one_logit else num_classes  # one logit: class 1's threshold
+        self.register_buffer("thresholds", torch.full((size,), 0.5) if tuned else None)
         # fitted on each validation (temperature scaling); the tested checkpoint carries its own
         self.register_buffer("temperature", torch.ones(()))
         self._outputs: list[tuple[Tensor, Tensor]] = []
@@ -136,11 +138,14 @@ class Classifier(pl.LightningModule):
         reliability-diagram bins. The fused launcher scores its members with this too.
         """
         if stage == "val" and self.thresholds is not None:
-            self.thresholds.copy_(tune_thresholds(self.head.probs(logits), y))
+            if self.one_logit:  # class 1's probability and 0/1 column
+                self.thresholds.copy_(tune_thresholds(self.head.probs(logits)[:, 1:], y[:, None]))
+            else:
+                self.thresholds.copy_(tune_thresholds(self.head.probs(logits), y))
         if stage == "val":
             self.temperature.fill_(calibration.fit_temperature(self.head, logits, y, self.task))
         metrics, scores = self.metrics[stage], self.score_metrics[stage]
-        predictions = self.head.predict(logits, self.task, self.thresholds)
+        predictions = self.head.predict(logits, self.task, self.thresholds, self.one_logit)
         metrics.update(predictions, y.long())
         values = dict(metrics.compute())
         metrics.reset()

@@ -106,7 +106,7 @@ def predict(spec: dict[str, Any], model: torch.nn.Module, x: Tensor) -> tuple[li
     probs = head.probs(logits)
     classes = spec["classes"]
     thresholds = torch.tensor(spec["thresholds"]) if spec.get("thresholds") else None
-    chosen = head.predict(logits, spec["task"], thresholds)
+    chosen = head.predict(logits, spec["task"], thresholds, spec.get("one_logit", False))
     if spec["task"] == "multiclass":
         return [classes[i] for i in chosen.tolist()], probs
     return ["|".join(c for c, on in zip(classes, row, strict=True) if on)
