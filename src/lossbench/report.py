@@ -41,6 +41,7 @@ from lossbench.verdicts import (
     MULTILABEL_ONLY,
     NAMES,
     NLL_MARGIN,
+    TWO_CLASS_ONLY,
     VERDICT_METRICS,
     by_metric,
     claims_checked,
@@ -112,6 +113,9 @@ def check_metric(metric: str, task: str | None = None) -> str:
     if task == "multiclass" and name in MULTILABEL_ONLY:
         raise LossbenchError(f"--metric {metric} is a multi-label score, and this dataset is "
                              "multi-class. Fix: e.g. --metric f1_macro")  # fmt: skip
+    if task == "multilabel" and name in TWO_CLASS_ONLY:  # a set of more classes: after training
+        raise LossbenchError(f"--metric {metric} is a two-class set's score, and this dataset is "
+                             "multi-label. Fix: e.g. --metric map")  # fmt: skip
     return name
 
 

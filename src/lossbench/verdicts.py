@@ -16,6 +16,7 @@ LOWER = ("test/nll", "test/brier", "test/ece", "test/nll_ts", "test/ece_ts", "te
          "test/one_error")  # fmt: skip
 MULTILABEL_ONLY = ("test/hamming_acc", "test/map", "test/lrap", "test/f1_samples",
                    "test/ranking_loss", "test/one_error")  # fmt: skip
+TWO_CLASS_ONLY = ("test/auroc", "test/ap")
 VERDICT_METRICS = {
     "multiclass": ("test/acc", "test/f1_macro", "test/nll", "test/brier", "test/ece",
                    "test/ece_ts", "test/auroc", "test/ap"),  # AUROC, AP: two-class sets
