@@ -63,13 +63,13 @@ report: setup  # REPORT.md + plots for an experiment: make report EXPERIMENT=nam
 	  --metric $(or $(METRIC),acc) --out reports/$(EXPERIMENT)
 
 tune: setup  # each valid pair at its own Optuna-tuned lr, then the report: make tune TRIALS=8
-	$(BIN)/python -m lossbench.tune --n-trials $(TRIALS) --workers $(WORKERS) --out reports/tune_lr
+	$(BIN)/python -m lossbench.studies.tune --n-trials $(TRIALS) --workers $(WORKERS) --out reports/tune_lr
 
 ui: setup
-	$(BIN)/python -m lossbench.ui --tracking-uri $(STORE) --create
+	$(BIN)/python -m lossbench.tracking.ui --tracking-uri $(STORE) --create
 
 screenshot: setup  # the README's pictures of `make ui`: make screenshot EXPERIMENT=multilabel_grid
-	$(BIN)/python -m lossbench.screenshot --tracking-uri $(STORE) --experiment $(EXPERIMENT) \
+	$(BIN)/python -m lossbench.tracking.screenshot --tracking-uri $(STORE) --experiment $(EXPERIMENT) \
 	  --out docs/ui-runs.png --charts-out docs/ui-charts.png
 
 docs: setup  # regenerate the README's generated tables

@@ -26,7 +26,7 @@ os.environ["HYDRA_FULL_ERROR"] = "1"
 
 from lossbench import schemas  # noqa: E402  (after LOSSBENCH_ROOT: the typed config schemas)
 from lossbench.errors import LossbenchError, user_message  # noqa: E402
-from lossbench.task import main as run  # noqa: E402  (MLflow, the store, Lightning, the run)
+from lossbench.training.task import main as run  # noqa: E402  (MLflow, the store, Lightning, the run)
 
 schemas.register()
 gc.freeze()

@@ -15,9 +15,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, compose_cfg, run_train, sqlite_uri, tiny_arrays, write_idx_dir
-from lossbench import run
 from lossbench.data.idx import IDX_FILES
 from lossbench.errors import LossbenchError, user_message
+from lossbench.training import run
 
 MULTILABEL = ["dataset=multilabel", "head=sigmoid", "loss=bce"]
 OFFLINE = ["dataset.download=false", "dataset.val_size=56"]
@@ -189,7 +189,7 @@ ELSEWHERE = {
     "`--metric` a score the report cannot rank by, or one the runs did not record (report, tune)": (
         "tests/test_report.py"
     ),
-    "`lossbench.tune` given two trial counts, or a bad one": "tests/test_tune.py",
+    "`lossbench.studies.tune` given two trial counts, or a bad one": "tests/test_tune.py",
 }
 
 

@@ -41,7 +41,7 @@ def test_first_step_marker_writes_when_the_first_batch_starts(tmp_path, monkeypa
     import pytorch_lightning as pl
     import torch
 
-    from lossbench.progress import FIRST_STEP_FILE, FirstStepMarker, progress_callbacks
+    from lossbench.training.progress import FIRST_STEP_FILE, FirstStepMarker, progress_callbacks
 
     monkeypatch.delenv(FIRST_STEP_FILE, raising=False)
     assert not any(isinstance(c, FirstStepMarker) for c in progress_callbacks("log")[0])

@@ -15,12 +15,14 @@ from sklearn.datasets import load_breast_cancer
 from test_fused import assert_same_run
 
 from conftest import compose_cfg, run_train, sqlite_uri
-from lossbench import calibration, pairs, predict, run, summary
+from lossbench import predict
 from lossbench.errors import LossbenchError
 from lossbench.heads import make_head
 from lossbench.losses import make_criterion
 from lossbench.models.registry import BinaryLogit
-from lossbench.module import Classifier
+from lossbench.report import pairs, summary
+from lossbench.training import calibration, run
+from lossbench.training.module import Classifier
 
 Z = torch.tensor([[-3.0], [-0.5], [0.0], [0.7], [4.0], [12.0]])
 Y = torch.tensor([0, 1, 0, 1, 1, 0])
@@ -257,7 +259,7 @@ def test_two_class_ranking_scores_are_sklearns() -> None:
     scikit-learn's ``roc_auc_score`` and ``average_precision_score``."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from lossbench.metrics import binary_scores
+    from lossbench.training.metrics import binary_scores
 
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 2, (200,), generator=g)

@@ -14,9 +14,9 @@ from sklearn.metrics import (
     log_loss,
 )
 
-from lossbench import calibration
 from lossbench.heads import make_head
-from lossbench.metrics import ranking_scores
+from lossbench.training import calibration
+from lossbench.training.metrics import ranking_scores
 
 GEN = torch.Generator().manual_seed(0)
 Z = torch.randn(400, 5, generator=GEN) * 2
@@ -101,7 +101,7 @@ def test_test_on_last_tests_the_last_epochs_weights(tmp_path) -> None:
     from mlflow.tracking import MlflowClient
 
     from conftest import compose_cfg, sqlite_uri
-    from lossbench import run
+    from lossbench.training import run
 
     uri = sqlite_uri(tmp_path / "mlflow.db")
     tested = {}

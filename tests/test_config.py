@@ -10,14 +10,14 @@ from hydra.core.hydra_config import HydraConfig
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, compose_cfg, sqlite_uri
-from lossbench import run
 from lossbench.config import CONF
 from lossbench.data import DATASETS
 from lossbench.errors import LossbenchError
 from lossbench.heads import HEADS
 from lossbench.losses import LOSSES
 from lossbench.models import MODELS
-from lossbench.store import resolve_tracking_uri
+from lossbench.tracking.store import resolve_tracking_uri
+from lossbench.training import run
 
 
 def test_defaults() -> None:

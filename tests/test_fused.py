@@ -14,11 +14,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, TINY_OVERRIDES, compose_cfg, run_train, sqlite_uri
-from lossbench import run
 from lossbench.errors import NonFiniteLoss
 from lossbench.fused import grouping
 from lossbench.fused.stacked import StackedNet
 from lossbench.models import make_model
+from lossbench.training import run
 
 # a loss whose value overflows float32 at once: the group's non-finite member
 SCE_INF = """defaults:
@@ -134,7 +134,7 @@ DIGITS_CE = ["dataset=digits", "head=softmax", "loss=ce"]
         # a constant lr of each member's own: Adam; SGD with momentum and weight decay
         (DIGITS_CE, "optimizer.lr=0.001,0.004"),
         ([*DIGITS_CE, "optimizer=sgd", "optimizer.weight_decay=0.001"], "optimizer.lr=0.01,0.05"),
-        # lossbench.tune's comparison: one lr text, resolved per member (AdamW, weight decay)
+        # lossbench.studies.tune's comparison: one lr text, resolved per member (AdamW, decay)
         (
             [
                 "dataset=digits",
@@ -242,7 +242,7 @@ def test_a_mixed_sweep_forms_two_groups_and_a_singleton(tmp_path: Path) -> None:
 
 def test_a_learning_rate_is_per_member_unless_scheduled(tmp_path: Path) -> None:
     """A constant lr may differ within a group; a scheduled one may not: its key is the lr the
-    job resolves (lossbench.tune's one text, ${tuned_lr...}, that resolves per pair)."""
+    job resolves (lossbench.studies.tune's one text, ${tuned_lr...}, that resolves per pair)."""
     tuned = ["tuned_lr={ce:0.001,focal:0.004,nll:0.001}", "optimizer.lr='${tuned_lr.${loss.name}}'"]
     jobs = [
         ["optimizer.lr=0.001"],
@@ -254,7 +254,7 @@ def test_a_learning_rate_is_per_member_unless_scheduled(tmp_path: Path) -> None:
     configs = [compose_cfg(["model=mlp", f"seed={i}", *o], tmp_path) for i, o in enumerate(jobs)]
     groups = [g.jobs for g in grouping.plan(configs, max_group=64)]
     assert groups == [[0, 1], [2], [3], [4, 6], [5]]  # focal (5) resolves another lr
-    # lossbench.tune's comparison: the Optuna study's name differs by pair, the training not
+    # lossbench.studies.tune's comparison: the Optuna study's name differs by pair, the training not
     compare = ["+experiment=tune_lr", "tune.seeds=null", tuned[1],
                "tuned_lr={softmax:{ce:0.001,focal:0.004}}"]  # fmt: skip
     configs = [compose_cfg([*compare, "head=softmax", f"loss={loss}"], tmp_path)

@@ -1,5 +1,5 @@
-"""Training on a CUDA GPU, for real: small in-process runs (``lossbench.run.train``) on the tiny
-IDX data, with ``trainer.accelerator=gpu trainer.devices=1``, into a temp SQLite store.
+"""Training on a CUDA GPU, for real: small in-process runs (``lossbench.training.run.train``) on
+the tiny IDX data, with ``trainer.accelerator=gpu trainer.devices=1``, into a temp SQLite store.
 
 Every test here is marked ``gpu`` and is skipped where ``torch.cuda.is_available()`` is False.
 Run them on a GPU machine with ``pytest -m gpu`` (all of them take well under two minutes).
@@ -24,8 +24,8 @@ from mlflow.tracking import MlflowClient
 from pytorch_lightning import Callback
 
 from conftest import TINY_OVERRIDES, compose_cfg, run_train, sqlite_uri
-from lossbench import run
 from lossbench.errors import NonFiniteLoss
+from lossbench.training import run
 
 _DEVICES = {"cuda": "cuda", "gpu": "cuda", "cpu": "cpu"}
 _asked = os.environ.get("LOSSBENCH_TEST_DEVICE", "").strip().lower() or "cuda"

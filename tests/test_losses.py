@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from lossbench import matrix, stability
 from lossbench.heads import make_head
 from lossbench.losses import LOSSES, make_criterion
-from lossbench.metrics import tune_thresholds
+from lossbench.training.metrics import tune_thresholds
 
 N, C = 6, 4
 GEN = torch.Generator().manual_seed(0)

@@ -13,7 +13,7 @@ from lossbench.data.augment import make_augment
 from lossbench.errors import LossbenchError
 from lossbench.models import make_model
 from lossbench.models.torchvision_models import expected_inputs
-from lossbench.schedulers import SCHEDULERS
+from lossbench.training.schedulers import SCHEDULERS
 
 # He et al. 2016, Table 6: parameters of the CIFAR-10 ResNets by depth.
 PAPER_PARAMS = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6}

@@ -16,10 +16,10 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from conftest import compose_cfg, run_train, sqlite_uri
-from lossbench import run
 from lossbench.data import make_datamodule
 from lossbench.data.archives import decode_cifar, decode_svhn
 from lossbench.errors import LossbenchError
+from lossbench.training import run
 
 CLASSES = ("cat", "dog", "emu")
 FOLDER = dict(batch_size=8, image_size=16, channels=3, val_size=0.25, test_size=0.25,

@@ -24,8 +24,8 @@ from mlflow.tracking import MlflowClient
 from psycopg import sql
 
 from conftest import ROOT, TINY_OVERRIDES, TINY_SIZES, compose_cfg, run_train
-from lossbench.store import RETRY_MESSAGE
-from lossbench.ui import free_port, stop_group, wait_for_http
+from lossbench.tracking.store import RETRY_MESSAGE
+from lossbench.tracking.ui import free_port, stop_group, wait_for_http
 
 UP = ROOT / "deploy" / "postgres" / "up.sh"
 NO_PRIVILEGE = 3  # up.sh's exit status when neither apt nor root is there

@@ -14,8 +14,9 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from conftest import compose_cfg, sqlite_uri
-from lossbench import predict, run
+from lossbench import predict
 from lossbench.data import make_datamodule
+from lossbench.training import run
 
 DIGITS = ["dataset=digits", "model=cnn", "trainer.max_epochs=3", "trainer.accelerator=cpu",
           "progress_bar=log"]  # fmt: skip

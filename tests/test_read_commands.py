@@ -12,8 +12,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import run_train, sqlite_uri
-from lossbench import report, summary, ui
-from lossbench.summary import OUTCOME, SweepSummary
+from lossbench.report import summary, write
+from lossbench.report.summary import OUTCOME, SweepSummary
+from lossbench.tracking import ui
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def store(tmp_path_factory, tiny_data) -> tuple[Path, str]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(sqlite_uri(tmp / "mlflow.db"))
     (sweep,) = {r.data.tags["sweep_id"] for r in client.search_runs(["1"])}
-    report.write_report(sqlite_uri(tmp / "mlflow.db"), "lossbench", sweep, tmp / "rep", log=True)
+    write.write_report(sqlite_uri(tmp / "mlflow.db"), "lossbench", sweep, tmp / "rep", log=True)
     return tmp / "mlflow.db", sweep
 
 
@@ -51,7 +52,7 @@ def test_summary_shows_training_runs_with_multilabel_metrics(store, capsys) -> N
     assert "multi-label acc: exact match" in out
 
 
-@pytest.mark.parametrize("command", [summary.main, report.main, ui.main])
+@pytest.mark.parametrize("command", [summary.main, write.main, ui.main])
 def test_a_missing_store_is_refused_and_not_created(command, tmp_path: Path, capsys) -> None:
     missing = tmp_path / "mlfow.db"
     (tmp_path / "mlflow.db").write_bytes(b"")  # a store nearby, which the message names
@@ -67,14 +68,14 @@ def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "notes.db").read_text() == "my notes"
 
 
-@pytest.mark.parametrize("command", [summary.main, report.main])
+@pytest.mark.parametrize("command", [summary.main, write.main])
 def test_an_unknown_experiment_or_sweep_names_those_that_exist(
     command, store, tmp_path: Path, capsys
 ) -> None:
     db, sweep = store
     client = MlflowClient(sqlite_uri(db))
     before = len(client.search_runs(["1"])), len(client.search_experiments())
-    out = ["--out", str(tmp_path / "r")] if command is report.main else []
+    out = ["--out", str(tmp_path / "r")] if command is write.main else []
     err = exits_2(command, ["--tracking-uri", sqlite_uri(db), "--experiment", "lossbnech", *out],
                   capsys)  # fmt: skip
     assert "there is no experiment 'lossbnech'" in err and "it has: lossbench" in err

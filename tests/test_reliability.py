@@ -10,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY_OVERRIDES, compose_cfg, run_train, sqlite_uri
-from lossbench import run
 from lossbench.errors import NonFiniteLoss
+from lossbench.training import run
 
 SMALL = [
     "dataset=multilabel",

@@ -16,10 +16,11 @@ from mlflow.tracking import MlflowClient
 from scipy import stats as scipy_stats
 
 from conftest import compose_cfg, run_train, sqlite_uri
-from lossbench import run, stats
-from lossbench.report import main as report_main
-from lossbench.report import write_report
-from lossbench.tracking import sweep_id
+from lossbench.report import stats
+from lossbench.report.write import main as report_main
+from lossbench.report.write import write_report
+from lossbench.tracking.mlflow_run import sweep_id
+from lossbench.training import run
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +325,7 @@ def test_holm_matches_its_definition() -> None:
 def test_a_parameter_older_runs_lack_does_not_split_a_pair(tmp_path: Path) -> None:
     """Runs recorded before ``head.binary_outputs`` existed share the pair of newer runs that
     record it; a value that really varies names the pairs (summary table and report)."""
-    from lossbench import summary
+    from lossbench.report import summary
 
     client = MlflowClient(sqlite_uri(tmp_path / "mlflow.db"))
     experiment = client.create_experiment("older")

@@ -13,8 +13,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, compose_cfg, run_train, sqlite_uri
-from lossbench import run
 from lossbench.errors import LossbenchError
+from lossbench.training import run
 
 ARGS = [
     "dataset=multilabel", "dataset.n_samples=400", "dataset.val_size=80", "dataset.test_size=80",
@@ -118,7 +118,7 @@ def test_kill_9_is_closed_killed_by_the_next_run_and_resumes(tmp_path: Path, tin
 
 
 def test_close_stale_command_closes_a_dead_process_run(tmp_path: Path) -> None:
-    from lossbench.store import prepare_store, process_tags
+    from lossbench.tracking.store import prepare_store, process_tags
 
     client = prepare_store(sqlite_uri(tmp_path / "mlflow.db"), "lossbench")
     dead = subprocess.Popen(["true"])
@@ -128,7 +128,7 @@ def test_close_stale_command_closes_a_dead_process_run(tmp_path: Path) -> None:
     gone = client.create_run(exp, tags={**alive, "pid": str(dead.pid), "pid_start": ""})
     mine = client.create_run(exp, tags=alive)
     proc = subprocess.run(
-        [sys.executable, "-m", "lossbench.runs", "close-stale",
+        [sys.executable, "-m", "lossbench.tracking.runs", "close-stale",
          f"--tracking-uri={sqlite_uri(tmp_path / 'mlflow.db')}"],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -137,7 +137,7 @@ def test_close_stale_command_closes_a_dead_process_run(tmp_path: Path) -> None:
     assert client.get_run(gone.info.run_id).info.status == "KILLED"
     assert client.get_run(mine.info.run_id).info.status == "RUNNING"
     missing = subprocess.run(
-        [sys.executable, "-m", "lossbench.runs", "close-stale",
+        [sys.executable, "-m", "lossbench.tracking.runs", "close-stale",
          f"--tracking-uri={sqlite_uri(tmp_path / 'nope.db')}"],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -206,7 +206,7 @@ def test_checkpoint_keeps_lightnings_state_key(every_n_train_steps: int) -> None
     of either resume with the other."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from lossbench.checkpoint import Checkpoint
+    from lossbench.training.checkpoint import Checkpoint
 
     settings = {"monitor": "val/acc", "mode": "max", "every_n_train_steps": every_n_train_steps}
     assert Checkpoint(**settings).state_key == ModelCheckpoint(**settings).state_key

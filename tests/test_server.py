@@ -10,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import compose_cfg
-from lossbench import run
-from lossbench.ui import free_port, wait_for_http
+from lossbench.tracking.ui import free_port, wait_for_http
+from lossbench.training import run
 
 
 @pytest.fixture

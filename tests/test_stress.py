@@ -11,10 +11,10 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import compose_cfg, sqlite_uri
-from lossbench import run
 from lossbench.data import make_datamodule
 from lossbench.data.stress import ImbalanceConfig, NoiseConfig, long_tail, noisy
 from lossbench.errors import LossbenchError
+from lossbench.training import run
 
 Y = torch.arange(1000) % 10  # 100 samples per class
 

@@ -9,8 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY_VAL_SIZE, compose_cfg, sqlite_uri
-from lossbench import matrix, run
+from lossbench import matrix
 from lossbench.errors import InvalidPair
+from lossbench.training import run
 
 DATASET = {
     "multiclass": ["dataset=mnist", f"dataset.val_size={TINY_VAL_SIZE}"],

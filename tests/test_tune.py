@@ -1,5 +1,5 @@
-"""``python -m lossbench.tune``: a real Optuna study per pair (hydra-optuna-sweeper), then each
-pair over seeds at its own best learning rate, then the report."""
+"""``python -m lossbench.studies.tune``: a real Optuna study per pair (hydra-optuna-sweeper), then
+each pair over seeds at its own best learning rate, then the report."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from test_postgres import fresh_database, postgres_url
 
 from conftest import TINY_OVERRIDES, TINY_SIZES, sqlite_uri
 from lossbench.config import ROOT
-from lossbench.summary import outcomes
-from lossbench.tracking import sweep_id
-from lossbench.tune import Search, compare, split_overrides
-from lossbench.tune import main as tune_main
+from lossbench.report.summary import outcomes
+from lossbench.studies.tune import Search, compare, split_overrides
+from lossbench.studies.tune import main as tune_main
+from lossbench.tracking.mlflow_run import sweep_id
 
 PAIRS = (("softmax", "ce"), ("sigmoid", "bce_logits"))
 TRIALS = 3
@@ -32,7 +32,7 @@ def test_each_pair_is_compared_at_its_own_best_lr(tmp_path: Path, tiny_data) -> 
     uri = sqlite_uri(tmp_path / "mlflow.db")
     sweeps, out = tmp_path / "sweeps", tmp_path / "report"
     cmd = [
-        sys.executable, "-m", "lossbench.tune", "--n-trials", str(TRIALS), "--seeds", "1,2",
+        sys.executable, "-m", "lossbench.studies.tune", "--n-trials", str(TRIALS), "--seeds", "1,2",
         "--pairs", ",".join(f"{h}:{loss}" for h, loss in PAIRS), "--dir", str(sweeps),
         "--out", str(out), f"data_dir={tiny_data[0]}", f"logger.tracking_uri={uri}",
         *TINY_OVERRIDES,
@@ -174,7 +174,8 @@ def test_tune_with_workers_shares_each_pairs_trials(tmp_path: Path, tiny_data) -
     # the trials per pair as the Optuna sweeper's own override: shared out like --n-trials, and
     # kept from the comparison (Hydra's basic sweeper has no n_trials)
     cmd = [
-        sys.executable, "-m", "lossbench.tune", "hydra.sweeper.n_trials=3", "--workers", "2",
+        sys.executable, "-m", "lossbench.studies.tune", "hydra.sweeper.n_trials=3",
+        "--workers", "2",
         "--metric", "f1_macro",
         "--seeds", "1", "--pairs", "softmax:ce", "--dir", str(sweeps), "--out", str(out),
         f"data_dir={tiny_data[0]}", f"logger.tracking_uri={uri}", *TINY_OVERRIDES,

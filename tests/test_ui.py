@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from test_postgres import postgres_server
 
 from conftest import run_train, sqlite_uri
-from lossbench.screenshot import (
+from lossbench.tracking.screenshot import (
     LOSS_CHARTS,
     chromium,
     metric_cells,
@@ -22,8 +22,8 @@ from lossbench.screenshot import (
     page_text,
     serve_ui,
 )
-from lossbench.store import is_server
-from lossbench.ui import COLUMNS
+from lossbench.tracking.store import is_server
+from lossbench.tracking.ui import COLUMNS
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -186,8 +186,8 @@ def lightning_floor(args: argparse.Namespace, data_dir: Path, device: torch.devi
 
 
 def lossbench_path(args: argparse.Namespace, data_dir: Path, device: torch.device) -> float:
-    from lossbench import run
     from lossbench.config import compose_run_config
+    from lossbench.training import run
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_run_config(
@@ -335,13 +335,13 @@ def startup(runs: int) -> dict:
     import os
     import textwrap
 
-    from lossbench.progress import FIRST_STEP_FILE
+    from lossbench.training.progress import FIRST_STEP_FILE
 
     # the floor under any Lightning run: a bare LightningModule (one linear layer, random data,
     # no Hydra, no MLflow) that starts training at once, timed by the same marker
     bare_lightning = textwrap.dedent("""
     import torch, pytorch_lightning as pl
-    from lossbench.progress import FirstStepMarker, first_step_file
+    from lossbench.training.progress import FirstStepMarker, first_step_file
     class Bare(pl.LightningModule):
         def __init__(self):
             super().__init__()

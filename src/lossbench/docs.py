@@ -52,7 +52,7 @@ Often set: seed=1 trainer.max_epochs=5 optimizer.lr=0.002 dataset.batch_size=256
   logger.experiment_name=NAME logger.tracking_uri=sqlite:///path/mlflow.db (or http://host:5000)
 Every key is typed: a value of the wrong type or a key that the class does not take stops the
 run before anything is trained or recorded.
-After runs: python -m lossbench.summary, python -m lossbench.report, make ui.
+After runs: python -m lossbench.report.summary, python -m lossbench.report, make ui.
 
 == Config (the defaults; override any key: foo.bar=value) ==
 

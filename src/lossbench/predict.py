@@ -26,8 +26,8 @@ from lossbench.data.files import ImageFiles
 from lossbench.errors import LossbenchError, exit_on_user_error
 from lossbench.heads import make_head
 from lossbench.models import make_model
-from lossbench.store import open_store, quiet_downloads
-from lossbench.tracking import PREDICTOR, WEIGHTS
+from lossbench.tracking.mlflow_run import PREDICTOR, WEIGHTS
+from lossbench.tracking.store import open_store, quiet_downloads
 
 BATCH = 256
 

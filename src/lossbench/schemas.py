@@ -154,7 +154,7 @@ def _target(cls: type, partial: bool = False) -> list[tuple[str, Any, Any]]:
 
 @dataclass
 class LoggerConfig:
-    """Where runs are recorded (``lossbench.tracking``)."""
+    """Where runs are recorded (``lossbench.tracking.mlflow_run``)."""
 
     tracking_uri: str = MISSING
     experiment_name: str = "lossbench"
@@ -166,7 +166,7 @@ class TuneConfig:
     """``tune.seeds``: a job trains one run per seed and returns the mean of its
     ``optimized_metric`` (an Optuna trial scored over several seeds); null: the run's seed.
     ``tune.storage``, ``tune.study_name``, ``tune.worker``: one study shared by many workers
-    (``lossbench.study_storage``)."""
+    (``lossbench.studies.storage``)."""
 
     seeds: Optional[list[int]] = None  # noqa: UP045
     # Optuna's storage (sqlite:///optuna.db, postgresql://user:pw@host/db; null: in memory) and
@@ -202,7 +202,7 @@ def group_schemas() -> dict[str, dict[str, type]]:
     from lossbench.heads import HEADS
     from lossbench.losses import LOSSES
     from lossbench.models import MODELS
-    from lossbench.schedulers import SCHEDULERS
+    from lossbench.training.schedulers import SCHEDULERS
 
     def registry(reg: Any, skip: Sequence[str], extra: Sequence = ()) -> dict[str, type]:
         return {n: _named(reg[n], n, extra, skip=skip) for n in reg}

@@ -103,9 +103,9 @@ class FusedLauncher(Launcher):
     def _fused(self, configs: list[DictConfig], group: str) -> list[JobReturn]:
         """Build every job in its own output folder (as ``run_job`` would run it), train the
         built ones side by side, and write each job's outcome."""
-        from lossbench import run, task
         from lossbench.data.base import shared_splits
         from lossbench.fused.loop import fit_group
+        from lossbench.training import run, task
 
         built: dict[int, Any] = {}
 

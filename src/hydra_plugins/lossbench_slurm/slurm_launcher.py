@@ -22,7 +22,9 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
-OUTCOME = "outcome.json"  # lossbench.summary.OUTCOME (not imported: plugin discovery stays fast)
+OUTCOME = (
+    "outcome.json"  # lossbench.report.summary.OUTCOME (not imported: plugin discovery stays fast)
+)
 
 
 class SlurmLauncher(submitit_launcher.SlurmLauncher):
@@ -56,7 +58,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                   f"log: {job.paths.stderr}")  # fmt: skip
         log.error("failed: %s: %s", " ".join(overrides), reason)
         try:  # its run, if it opened one, is left RUNNING by the dead process: KILLED
-            from lossbench.store import close_slurm_job, existing_store
+            from lossbench.tracking.store import close_slurm_job, existing_store
 
             client = existing_store(str(self.config.logger.tracking_uri))
             closed = close_slurm_job(client, str(job.job_id), reason) if client else []

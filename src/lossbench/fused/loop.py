@@ -1,9 +1,9 @@
 """Train a group of built runs side by side: one stacked network, one optimizer step for all.
 
 Each member keeps what its sequential run has: its initial weights (built from its seed by
-:func:`lossbench.run.build`), its data order (its seed's permutation of the shared in-memory
-training split), its labels (its own label noise: the inputs are shared, the targets may differ),
-its head, criterion, metrics, thresholds and temperature, its best
+:func:`lossbench.training.run.build`), its data order (its seed's permutation of the shared
+in-memory training split), its labels (its own label noise: the inputs are shared, the targets
+may differ), its head, criterion, metrics, thresholds and temperature, its best
 checkpoint (kept in memory; tested with ``test_on=best``) and its MLflow run, with the same
 name, tags, params, metric names and steps as Lightning would log, plus the tag
 ``fused_group``. The optimizer and the schedule are the group's; Adam, AdamW and SGD act element
@@ -31,10 +31,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lossbench import run, tracking
 from lossbench.errors import NonFiniteLoss
 from lossbench.fused.stacked import StackedNet
-from lossbench.run import Job
+from lossbench.tracking import mlflow_run
+from lossbench.training import run
+from lossbench.training.run import Job
 
 log = logging.getLogger("lossbench")
 GROUP_TAG = "fused_group"
@@ -117,9 +118,9 @@ def _end(m: Member, status: str, reason: str, err: BaseException | None = None) 
     logger = m.job.logger
     try:
         if err is not None:
-            tracking.record_failure(logger, err, status, reason=reason)
+            mlflow_run.record_failure(logger, err, status, reason=reason)
     finally:
-        tracking.end_run(logger, status)
+        mlflow_run.end_run(logger, status)
 
 
 def _fit(members: list[Member], group: str) -> None:

@@ -1,9 +1,9 @@
 """``make screenshot``: the runs view ``make ui`` prints, opened in headless Chromium, as PNGs.
 
-``python -m lossbench.screenshot --tracking-uri sqlite:///mlflow.db --experiment multilabel_grid
---out docs/ui-runs.png --charts-out docs/ui-charts.png``. Selenium drives Debian's ``chromium``
-through its ``chromedriver`` (never Selenium Manager's downloads); tests/test_ui.py uses the same
-functions.
+``python -m lossbench.tracking.screenshot --tracking-uri sqlite:///mlflow.db
+--experiment multilabel_grid --out docs/ui-runs.png --charts-out docs/ui-charts.png``.
+Selenium drives Debian's ``chromium`` through its ``chromedriver`` (never Selenium Manager's
+downloads); tests/test_ui.py uses the same functions.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from lossbench.store import is_server, resolve_tracking_uri
-from lossbench.ui import free_port, stop_group, wait_for_http
+from lossbench.tracking.store import is_server, resolve_tracking_uri
+from lossbench.tracking.ui import free_port, stop_group, wait_for_http
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
 MISSING = "`make setup` installs them (Debian's chromium and chromium-driver)"
@@ -53,20 +53,21 @@ def chromium(width: int = 1600, height: int = 1000) -> WebDriver:
 
 @contextmanager
 def serve_ui(tracking_uri: str, timeout: float = 120) -> Iterator[dict[str, str]]:
-    """``python -m lossbench.ui`` (what ``make ui`` runs) on a free port of 127.0.0.1 until the
-    block ends; yields the runs URL it printed for each experiment. For a tracking server's URI
-    it only prints the server's own URLs, and the server's UI is used."""
+    """``python -m lossbench.tracking.ui`` (what ``make ui`` runs) on a free port of 127.0.0.1
+    until the block ends; yields the runs URL it printed for each experiment. For a tracking
+    server's URI it only prints the server's own URLs, and the server's UI is used."""
     if is_server(tracking_uri):
-        out = subprocess.run([sys.executable, "-m", "lossbench.ui", "--tracking-uri", tracking_uri],
+        out = subprocess.run([sys.executable, "-m", "lossbench.tracking.ui",
+                              "--tracking-uri", tracking_uri],
                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
         if out.returncode:
-            raise RuntimeError(f"lossbench.ui failed: {out.stderr[-3000:]}")
+            raise RuntimeError(f"lossbench.tracking.ui failed: {out.stderr[-3000:]}")
         yield dict(re.findall(r"^  (.+?): (https?://\S+)$", out.stdout, re.M))
         return
     port = free_port()
     # One worker and no GenAI job runner: lighter than `make ui`, the same pages.
     env = {**os.environ, "MLFLOW_WORKERS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    cmd = [sys.executable, "-m", "lossbench.ui", "--tracking-uri", tracking_uri]
+    cmd = [sys.executable, "-m", "lossbench.tracking.ui", "--tracking-uri", tracking_uri]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "ui.log"
         with open(log, "a") as out:

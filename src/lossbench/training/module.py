@@ -11,11 +11,11 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from lossbench import calibration
 from lossbench.errors import NonFiniteLoss
 from lossbench.heads import Head, Task
 from lossbench.losses import Criterion
-from lossbench.metrics import (
+from lossbench.training import calibration
+from lossbench.training.metrics import (
     binary_scores,
     make_confusion,
     make_metrics,

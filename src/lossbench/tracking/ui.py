@@ -26,7 +26,7 @@ import urllib.request
 from mlflow.tracking import MlflowClient
 
 from lossbench.errors import exit_on_user_error
-from lossbench.store import is_server, open_store, prepare_store, resolve_tracking_uri
+from lossbench.tracking.store import is_server, open_store, prepare_store, resolve_tracking_uri
 
 VIEW_KEY = "lossbench"
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # the MLflow UI reads shared views from these tags
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     args = parser.parse_args(argv)
     uri = resolve_tracking_uri(args.tracking_uri)
-    with exit_on_user_error("lossbench.ui"):
+    with exit_on_user_error("lossbench.tracking.ui"):
         client = prepare_store(uri) if args.create else open_store(uri)
     experiments = [e for e in client.search_experiments() if e.name != "Default"]
     server = is_server(uri)

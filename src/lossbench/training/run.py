@@ -30,17 +30,19 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lossbench import checks, matrix, schemas, store, tracking
-from lossbench.checkpoint import Checkpoint
+from lossbench import matrix, schemas
 from lossbench.data import DATASETS, ClassificationData, make_datamodule
 from lossbench.data.augment import make_augment
 from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError, RunStopped
 from lossbench.heads import make_head
 from lossbench.losses import make_criterion
 from lossbench.models import make_model
-from lossbench.module import Classifier
-from lossbench.progress import progress_callbacks
-from lossbench.schedulers import SCHEDULERS
+from lossbench.tracking import mlflow_run, store
+from lossbench.training import checks
+from lossbench.training.checkpoint import Checkpoint
+from lossbench.training.module import Classifier
+from lossbench.training.progress import progress_callbacks
+from lossbench.training.schedulers import SCHEDULERS
 
 log = logging.getLogger("lossbench")
 SLURM_LAUNCHERS = ("slurm", "submitit_slurm")  # hydra/launcher choices that submit to Slurm
@@ -73,7 +75,7 @@ def _name_and_params(node: DictConfig) -> tuple[str, dict[str, Any]]:
 
 def current_sweep() -> str | None:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return tracking.sweep_id(HydraConfig.get().sweep.dir)
+        return mlflow_run.sweep_id(HydraConfig.get().sweep.dir)
     return None
 
 
@@ -88,7 +90,7 @@ class Job:
     module: Classifier
     checkpoint: Checkpoint
     trainer: pl.Trainer
-    logger: tracking.BatchedMLFlowLogger
+    logger: mlflow_run.BatchedMLFlowLogger
     name: str
     predictor: dict[str, Any]  # for lossbench.predict, without the run's results
     clock: dict[str, float]
@@ -131,23 +133,24 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False
     if (
         cfg.get("tuned_lr") is not None
         and OmegaConf.select(cfg, f"tuned_lr.{head_name}.{loss_name}", default="absent") is None
-    ):  # lossbench.tune's comparison is heads x losses; null: a cell it did not tune
-        raise InvalidPair(f"head={head_name} loss={loss_name} was not tuned: lossbench.tune "
-                          "compares the pairs it tuned (--pairs)")  # fmt: skip
+    ):  # lossbench.studies.tune's comparison is heads x losses; null: a cell it did not tune
+        raise InvalidPair(f"head={head_name} loss={loss_name} was not tuned: "
+                          "lossbench.studies.tune compares the pairs it tuned "
+                          "(--pairs)")  # fmt: skip
     if resolve:
         OmegaConf.resolve(cfg)
     checks.run_keys(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    chash = tracking.config_hash(resolved)
+    chash = mlflow_run.config_hash(resolved)
     uri = cfg.logger.tracking_uri
     store.check_store(uri)
     if (existing := store.existing_store(uri)) is not None:
         store.close_stale(existing)  # this host's runs whose process died: KILLED
     resume = None
     if cfg.resume:
-        resume = tracking.resumable(uri, cfg.resume, chash, cfg.output_roots)
+        resume = mlflow_run.resumable(uri, cfg.resume, chash, cfg.output_roots)
     if current_sweep() is not None and not cfg.rerun and resume is None:
-        done = tracking.finished_run(uri, cfg.logger.experiment_name, chash)
+        done = mlflow_run.finished_run(uri, cfg.logger.experiment_name, chash)
         if done is not None:
             raise AlreadyDone(done)
 
@@ -188,7 +191,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False
     tags |= {**store.process_tags(), store.OUTPUT_TAG: str(output_dir)}
     if (sweep := current_sweep()) is not None:
         tags["sweep_id"] = sweep
-    name = tracking.run_name(dataset, head_name, loss_name, cfg.seed)
+    name = mlflow_run.run_name(dataset, head_name, loss_name, cfg.seed)
     try:  # bad Trainer arguments fail here; the logger (which opens the store) comes after
         trainer: pl.Trainer = instantiate(
             cfg.trainer,
@@ -204,7 +207,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False
         ) from None
     lg = cfg.logger
     store.prepare_store(uri, lg.experiment_name, lg.artifact_location)  # once, under a lock
-    logger = tracking.make_logger(uri, lg.experiment_name, name, tags, lg.artifact_location,
+    logger = mlflow_run.make_logger(uri, lg.experiment_name, name, tags, lg.artifact_location,
                                   cfg.resume)  # fmt: skip
     trainer.logger = logger  # the run opens on the logger's first use, in _fit
     model_params = {**model_params, **_rebuild(model)}
@@ -244,12 +247,12 @@ def _fit(job: Job) -> str:
             last = None
         command = resume_command(logger.run_id) if last else None
         reason = f"stopped by {_signal_name(err)}" + (f"; resume: {command}" if command else "")
-        tracking.record_failure(logger, err, status, checkpoint=last and str(last), reason=reason)
+        mlflow_run.record_failure(logger, err, status, checkpoint=last and str(last), reason=reason)
     except BaseException as err:
-        tracking.record_failure(logger, err, status)
+        mlflow_run.record_failure(logger, err, status)
         raise
     finally:
-        tracking.end_run(logger, status)
+        mlflow_run.end_run(logger, status)
     if stopped is not None:
         print(f"\nlossbench: run {logger.run_id} was {reason.split(';')[0]} and is KILLED.",
               file=sys.stderr)  # fmt: skip
@@ -266,11 +269,11 @@ def open_run(job: Job) -> None:
     reopen the KILLED run it resumes."""
     if job.resume is None:  # a resumed run has its params (MLflow refuses to change them)
         params = {**job.resolved, "data_source": job.data.origin}  # where the data came from
-        tracking.log_config(job.logger, params, OmegaConf.to_yaml(job.cfg, resolve=True))
+        mlflow_run.log_config(job.logger, params, OmegaConf.to_yaml(job.cfg, resolve=True))
         if job.data.stressed is not None:
-            tracking.log_stress(job.logger, job.data.stressed)
+            mlflow_run.log_stress(job.logger, job.data.stressed)
     else:
-        tracking.reopen(job.logger)
+        mlflow_run.reopen(job.logger)
 
 
 def record(job: Job, best_score: float | None, step: int) -> None:
@@ -278,20 +281,20 @@ def record(job: Job, best_score: float | None, step: int) -> None:
     reliability bins, ``<monitor>_best``, weights and predictor, loss curves, timings."""
     module, logger, checkpoint = job.module, job.logger, job.checkpoint
     if module.thresholds is not None:  # head.threshold=tuned: of the tested weights
-        tracking.log_thresholds(logger, module.thresholds.tolist())
+        mlflow_run.log_thresholds(logger, module.thresholds.tolist())
     if module.test_confusion is not None:
-        tracking.log_confusion(logger, module.test_confusion.tolist(), job.data.class_names)
+        mlflow_run.log_confusion(logger, module.test_confusion.tolist(), job.data.class_names)
     if module.test_reliability is not None:
-        logger.experiment.log_dict(logger.run_id, module.test_reliability, tracking.RELIABILITY)
+        logger.experiment.log_dict(logger.run_id, module.test_reliability, mlflow_run.RELIABILITY)
     if best_score is not None:
         logger.log_metrics({f"{checkpoint.monitor}_best": best_score}, step=step)
     if job.cfg.save_weights:
         thresholds = None if module.thresholds is None else module.thresholds.tolist()
         spec = {**job.predictor, "thresholds": thresholds,
                 "preprocessing": job.data.preprocessing()}  # fmt: skip
-        tracking.log_predictor(logger, module.model, spec, Path(checkpoint.dirpath))
-    tracking.log_loss_curves(logger)
-    tracking.log_timings(logger, job.clock)
+        mlflow_run.log_predictor(logger, module.model, spec, Path(checkpoint.dirpath))
+    mlflow_run.log_loss_curves(logger)
+    mlflow_run.log_timings(logger, job.clock)
 
 
 def _rebuild(model: torch.nn.Module) -> dict[str, Any]:

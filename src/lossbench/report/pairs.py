@@ -12,9 +12,9 @@ import numpy as np
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from lossbench.store import quiet_downloads
-from lossbench.summary import find_runs, variants
-from lossbench.tracking import CONFUSION, RELIABILITY
+from lossbench.report.summary import find_runs, variants
+from lossbench.tracking.mlflow_run import CONFUSION, RELIABILITY
+from lossbench.tracking.store import quiet_downloads
 
 ACC = "test/acc"
 

@@ -1,14 +1,14 @@
-"""The report's verdicts: every pair against the best on each metric (:mod:`lossbench.stats`),
-the A/A check of pairs that compute the same function, the published directions checked, and
-the paragraph a user can act on."""
+"""The report's verdicts: every pair against the best on each metric
+(:mod:`lossbench.report.stats`), the A/A check of pairs that compute the same function, the
+published directions checked, and the paragraph a user can act on."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
 
-from lossbench import stats
-from lossbench.pairs import ACC, Pair, ranked
+from lossbench.report import stats
+from lossbench.report.pairs import ACC, Pair, ranked
 
 HIGHER = ("test/acc", "test/f1_macro", "test/hamming_acc", "test/f1_micro", "test/map",
           "test/lrap", "test/f1_samples", "test/auroc", "test/ap")  # fmt: skip

@@ -19,7 +19,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from torch import nn
 
 from lossbench.errors import LossbenchError, NonFiniteLoss
-from lossbench.store import (
+from lossbench.tracking.store import (
     SLURM_TAGS,
     default_artifact_location,
     existing_store,
@@ -228,9 +228,9 @@ def log_timings(logger: BatchedMLFlowLogger, clock: dict[str, float]) -> None:
 def resumable(tracking_uri: str, run_id: str, chash: str, roots: Sequence[str]) -> str:
     """The checkpoint to continue run ``run_id`` from. Refused, leaving the run as it is: a run
     that is not KILLED (a FINISHED one must not be trained again; a RUNNING one may be alive:
-    ``python -m lossbench.runs close-stale`` closes dead ones), a run without a checkpoint, a
-    checkpoint outside the output folders ``roots`` (a store's tag must not make lossbench load
-    any file), and a run of another config."""
+    ``python -m lossbench.tracking.runs close-stale`` closes dead ones), a run without a
+    checkpoint, a checkpoint outside the output folders ``roots`` (a store's tag must not make
+    lossbench load any file), and a run of another config."""
     client = open_store(tracking_uri)
     try:
         run = client.get_run(run_id)
@@ -242,8 +242,8 @@ def resumable(tracking_uri: str, run_id: str, chash: str, roots: Sequence[str]) 
     if status != "KILLED":
         hint = {
             "FINISHED": "it is complete; train the config anew without resume=",
-            "RUNNING": "if its process died, `python -m lossbench.runs close-stale` marks it "
-            "KILLED first",
+            "RUNNING": "if its process died, `python -m lossbench.tracking.runs close-stale` "
+            "marks it KILLED first",
             "FAILED": "a failed run is not continued; fix its failure and train it anew",
         }.get(status, "")
         raise LossbenchError(

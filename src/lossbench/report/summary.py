@@ -1,7 +1,7 @@
 """A one-screen Rich table of runs' test metrics, read back from MLflow.
 
 Printed by a Hydra callback at the end of every multirun (its sweep's runs) and by
-``python -m lossbench.summary`` (the experiment's latest runs, or one sweep's).
+``python -m lossbench.report.summary`` (the experiment's latest runs, or one sweep's).
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from rich.console import Console
 from rich.table import Table
 
 from lossbench.errors import LossbenchError, check_writable_dir, exit_on_user_error
-from lossbench.store import (
+from lossbench.tracking.mlflow_run import sweep_id
+from lossbench.tracking.store import (
     close_stale,
     experiment_named,
     open_store,
     prepare_store,
     retry_if_locked,
 )
-from lossbench.tracking import sweep_id
 
 OUTCOME = "outcome.json"  # each sweep job's status, written into its output dir
 TAGS = ("dataset", "head", "loss", "seed")
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep", default=None, help="a sweep_id tag")
     parser.add_argument("--limit", type=int, default=20)
     args = parser.parse_args(argv)
-    with exit_on_user_error("lossbench.summary"):
+    with exit_on_user_error("lossbench.report.summary"):
         runs = find_runs(open_store(args.tracking_uri), args.experiment, args.sweep, args.limit)
     _console().print(
         table(runs, f"test metrics, {len(runs)} runs of experiment {args.experiment!r}")

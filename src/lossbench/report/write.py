@@ -6,7 +6,7 @@ ones by setting (dataset, label noise, imbalance) and pair (head, loss, and the 
 that vary, e.g. ``class_weight``), and writes ``DIR/REPORT.md`` with, per setting: a paragraph of
 verdicts a user can act on; the pairs ranked by mean test accuracy (``--metric``: another test
 score, e.g. ``map`` for multi-label sets), each compared with the best pair on it and on the
-scores that compare across losses (:mod:`lossbench.stats`: paired over seeds, Holm-corrected,
+scores that compare across losses (:mod:`lossbench.report.stats`: paired over seeds, Holm-corrected,
 equivalence within ±``--margin`` accuracy points); a calibration
 table (NLL, Brier, ECE before and after temperature scaling); an A/A check (pairs computing the
 same function must come out equivalent or undecided); where the setting is one a paper studied,
@@ -29,13 +29,12 @@ from pathlib import Path
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from lossbench import stats
 from lossbench.errors import LossbenchError, exit_on_user_error
-from lossbench.pairs import ACC, Pair, fmt, load, ranked, summed_bins, summed_confusion
-from lossbench.report_plots import plot_bars, plot_confusion, plot_curves, plot_reliability
-from lossbench.store import experiment_named, open_store
-from lossbench.summary import REPORT_TAG, skipped_jobs
-from lossbench.verdicts import (
+from lossbench.report import stats
+from lossbench.report.pairs import ACC, Pair, fmt, load, ranked, summed_bins, summed_confusion
+from lossbench.report.plots import plot_bars, plot_confusion, plot_curves, plot_reliability
+from lossbench.report.summary import REPORT_TAG, skipped_jobs
+from lossbench.report.verdicts import (
     HIGHER,
     LOWER,
     MULTILABEL_ONLY,
@@ -50,6 +49,7 @@ from lossbench.verdicts import (
     same_function_checks,
     verdict_of,
 )
+from lossbench.tracking.store import experiment_named, open_store
 
 CALIBRATION = ("test/nll", "test/brier", "test/ece", "test/nll_ts", "test/ece_ts",
                "test/temperature")  # fmt: skip

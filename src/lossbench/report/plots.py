@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from lossbench.report import Pair
+    from lossbench.report.write import Pair
 
 
 def plot_curves(pairs: list[Pair], path: Path) -> None:

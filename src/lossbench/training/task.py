@@ -18,10 +18,10 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lossbench import store
 from lossbench.errors import AlreadyDone, InvalidPair, LossbenchError, RunStopped
-from lossbench.run import current_sweep, train
-from lossbench.summary import OUTCOME, print_run
+from lossbench.report.summary import OUTCOME, print_run
+from lossbench.tracking import store
+from lossbench.training.run import current_sweep, train
 
 log = logging.getLogger("lossbench")
 

@@ -1,4 +1,5 @@
-"""``python -m lossbench.tune``: every head/loss pair compared at its own best learning rate.
+"""``python -m lossbench.studies.tune``: every head/loss pair compared at its own best
+learning rate.
 
 1. search: per valid pair of the dataset, one Optuna study (``+experiment=tune_lr``:
    hydra-optuna-sweeper, TPE over log10 lr, maximising ``val/acc_best`` averaged over the
@@ -34,10 +35,10 @@ from lossbench.config import ROOT, compose_run_config
 from lossbench.data import DATASETS
 from lossbench.errors import LossbenchError, exit_on_user_error
 from lossbench.heads import HEADS
-from lossbench.report import check_metric, write_report
-from lossbench.study_storage import prepare_study_storage
-from lossbench.summary import outcomes
-from lossbench.tracking import sweep_id
+from lossbench.report.summary import outcomes
+from lossbench.report.write import check_metric, write_report
+from lossbench.studies.storage import prepare_study_storage
+from lossbench.tracking.mlflow_run import sweep_id
 
 EXPERIMENT = "+experiment=tune_lr"
 RESULTS = "optimization_results.yaml"  # written by the Optuna sweeper into its sweep dir
@@ -211,12 +212,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="the test score that ranks the report's pairs (e.g. map)")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)  # overrides before or after the options
-    with exit_on_user_error("lossbench.tune"):
+    with exit_on_user_error("lossbench.studies.tune"):
         overrides, sweeper, n_trials = split_overrides(args.overrides, args.n_trials)
 
     cfg = compose_run_config([EXPERIMENT, *overrides, *sweeper], ROOT / "outputs" / "compose")
     task = DATASETS[cfg.dataset.name].task_of(OmegaConf.to_container(cfg.dataset))
-    with exit_on_user_error("lossbench.tune"):
+    with exit_on_user_error("lossbench.studies.tune"):
         check_metric(args.metric, task)  # before hours of training, not after
     if args.pairs:
         pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers > 1 or cfg.tune.storage:
         storage = cfg.tune.storage or f"sqlite:///{directory.resolve()}/optuna.db"
         directory.mkdir(parents=True, exist_ok=True)
-        with exit_on_user_error("lossbench.tune"):
+        with exit_on_user_error("lossbench.studies.tune"):
             prepare_study_storage(storage)  # once, before the workers race to create it
         given = [o.split("=", 1)[1] for o in overrides if o.startswith("tune.study_name=")]
         others = [o for o in overrides if not o.startswith(("tune.storage=", "tune.study_name="))]
@@ -241,11 +242,13 @@ def main(argv: list[str] | None = None) -> None:
         found = [search(h, loss, directory, [*trials, *overrides, *sweeper]) for h, loss in pairs]
     tuned = [s for s in found if s.lr is not None]
     if not tuned:
-        sys.exit("lossbench.tune: no pair has a finished trial; see the runs' failures above")
+        sys.exit(
+            "lossbench.studies.tune: no pair has a finished trial; see the runs' failures above"
+        )
     sweep, code = compare(tuned, args.seeds, directory, overrides)
     out = args.out or ROOT / "reports" / "tune_lr"
     extra = lr_section(found, cfg.optimized_metric)
-    with exit_on_user_error("lossbench.tune"):
+    with exit_on_user_error("lossbench.studies.tune"):
         print(write_report(cfg.logger.tracking_uri, cfg.logger.experiment_name, sweep, out, True,
                            extra, metric=args.metric))  # fmt: skip
     sys.exit(code or int(len(tuned) < len(found)))

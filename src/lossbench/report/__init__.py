@@ -1,0 +1,1 @@
+"""Reading runs back: the sweep summary, pairs and their statistics, verdicts, the report."""

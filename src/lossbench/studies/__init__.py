@@ -1,0 +1,1 @@
+"""Studies over many runs: learning-rate tuning with Optuna and its shared storage."""

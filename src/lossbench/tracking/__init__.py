@@ -1,0 +1,1 @@
+"""MLflow: the store, a run's records, stale runs, and the UI."""

@@ -1,0 +1,1 @@
+"""Training one run: the LightningModule, its metrics, and the run from config to record."""
