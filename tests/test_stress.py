@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from rich.console import Console
 
 from conftest import compose_cfg, sqlite_uri
 from lossbench.data import make_datamodule
 from lossbench.data.stress import ImbalanceConfig, NoiseConfig, long_tail, noisy
 from lossbench.errors import LossbenchError
+from lossbench.report import summary
 from lossbench.training import run
 
 Y = torch.arange(1000) % 10  # 100 samples per class
@@ -123,3 +125,9 @@ def test_a_run_records_what_the_stress_did(tmp_path) -> None:
     assert len(counts) == 10 and max(counts) / min(counts) == pytest.approx(
         found.data.metrics["data/imbalance_actual"])  # fmt: skip
     assert found.data.params["dataset/noise/rate"] == "0.2"
+    console = Console(width=250, record=True)  # the sweep's closing table names the stress
+    console.print(summary.table([found], "one run"))
+    lines = console.export_text().splitlines()
+    header, row = [ln for ln in lines if "digits" in ln or "stress" in ln]
+    assert header.split()[:2] == ["dataset", "stress"]
+    assert row.split()[:7] == ["digits", "symmetric", "noise", "0.2,", "imbalance", "5", "softmax"]

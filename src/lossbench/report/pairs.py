@@ -12,7 +12,7 @@ import numpy as np
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from lossbench.report.summary import find_runs, variants
+from lossbench.report.summary import find_runs, stress_of, variants
 from lossbench.tracking.mlflow_run import CONFUSION, RELIABILITY
 from lossbench.tracking.store import quiet_downloads
 
@@ -51,15 +51,7 @@ class Pair:
 
 def setting_of(run: Run) -> str:
     """The dataset and the stress conditions of a run, as a heading."""
-    p = run.data.params
-    parts = [run.data.tags["dataset"]]
-    rate = float(p.get("dataset/noise/rate", 0) or 0)
-    if rate:
-        parts.append(f"{p.get('dataset/noise/kind', 'symmetric')} noise {rate:g}")
-    factor = float(p.get("dataset/imbalance/factor", 1) or 1)
-    if factor > 1:
-        parts.append(f"imbalance {factor:g}")
-    return ", ".join(parts)
+    return ", ".join(s for s in (run.data.tags["dataset"], stress_of(run)) if s)
 
 
 def load(client: MlflowClient, experiment: str, sweep: str | None) -> tuple[list[Pair], list[Run]]:

@@ -84,6 +84,19 @@ def columns(runs: list[Run]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def stress_of(run: Run) -> str:
+    """A run's stress conditions, e.g. ``symmetric noise 0.2, imbalance 10``; "" if none."""
+    p = run.data.params
+    parts = []
+    rate = float(p.get("dataset/noise/rate", 0) or 0)
+    if rate:
+        parts.append(f"{p.get('dataset/noise/kind', 'symmetric')} noise {rate:g}")
+    factor = float(p.get("dataset/imbalance/factor", 1) or 1)
+    if factor > 1:
+        parts.append(f"imbalance {factor:g}")
+    return ", ".join(parts)
+
+
 def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> dict[str, str]:
     """Per run id, its loss and head parameters that vary between runs of the same setting
     (default: dataset) and loss (head), e.g. ``gamma=1`` or ``binary_outputs=2``; "" if none.
@@ -112,12 +125,16 @@ def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> di
 
 
 def table(runs: list[Run], title: str) -> Table:
-    """Runs ranked by test accuracy: dataset, head, loss (and a ``variant`` column where loss or
-    head parameters vary), seed, lr, status and test metrics (for multi-label sets: exact-match
-    acc, Hamming acc, micro-F1, mAP)."""
+    """Runs ranked by test accuracy: dataset, stress (label noise, imbalance; where any run has
+    them), head, loss (and a ``variant`` column where loss or head parameters vary), seed, lr,
+    status and test metrics (for multi-label sets: exact-match acc, Hamming acc, micro-F1,
+    mAP)."""
     shown = columns(runs)
     variant = variants(runs)
-    tags = [*TAGS[:3], *(["variant"] if any(variant.values()) else []), *TAGS[3:]]
+    stress = {r.info.run_id: stress_of(r) for r in runs}
+    own = {"stress": stress, "variant": variant}  # columns that are not tags
+    tags = [TAGS[0], *(["stress"] if any(stress.values()) else []), *TAGS[1:3],
+            *(["variant"] if any(variant.values()) else []), *TAGS[3:]]  # fmt: skip
     caption = "multi-label acc: exact match" if "test/map" in shown else None
     out = Table(title=title, box=box.SIMPLE_HEAD, caption=caption)
     for col in (*tags, "lr", "status"):
@@ -128,8 +145,9 @@ def table(runs: list[Run], title: str) -> Table:
     for r in ranked:
         values = [r.data.metrics.get(c) for c in shown]
         cells = ["—" if v is None else f"{v:.4f}" for v in values]
-        row = [variant[r.info.run_id] if t == "variant" else r.data.tags.get(t, "?") for t in tags]
         lr = r.data.params.get("optimizer/lr")
+        row = [(own[t][r.info.run_id] or "—") if t in own else r.data.tags.get(t, "?")
+               for t in tags]  # fmt: skip
         out.add_row(*row, "?" if lr is None else f"{float(lr):.3g}", r.info.status, *cells)
     return out
 
