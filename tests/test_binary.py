@@ -21,6 +21,7 @@ from lossbench.heads import make_head
 from lossbench.losses import make_criterion
 from lossbench.models.registry import BinaryLogit
 from lossbench.report import pairs, summary
+from lossbench.report.write import check_metric
 from lossbench.training import calibration, run
 from lossbench.training.module import Classifier
 
@@ -267,3 +268,12 @@ def test_two_class_ranking_scores_are_sklearns() -> None:
     scores = binary_scores(p, y)
     assert float(scores["auroc"]) == pytest.approx(roc_auc_score(y, p), abs=1e-6)
     assert float(scores["ap"]) == pytest.approx(average_precision_score(y, p), abs=1e-6)
+
+
+def test_tune_takes_auroc_for_a_two_class_table(table: Path, tmp_path: Path) -> None:
+    """``lossbench.studies.tune --metric auroc`` reads the table's classes before training: two
+    here, so the score is taken (on digits' ten it is refused, tests/test_tune.py)."""
+    cfg = compose_cfg(table_overrides(table), tmp_path)
+    classes = run.make_data(cfg).num_classes
+    assert classes == 2
+    assert check_metric("auroc", "multiclass", classes) == "test/auroc"

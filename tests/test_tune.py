@@ -225,6 +225,7 @@ def test_the_sweepers_overrides_go_to_the_search_only() -> None:
         (["hydra.sweeper.n_trials=many"], "a whole number above 0"),
         (["--metric", "map", "dataset=digits"], "is a multi-label score"),
         (["--metric", "auroc", "dataset=yeast"], "is a two-class set's score"),
+        (["--metric", "ap", "dataset=digits"], "this dataset has 10 classes"),
         (["--metric", "speed"], "is not a test score the report can rank by"),
     ],
 )

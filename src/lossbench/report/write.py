@@ -102,9 +102,9 @@ def calibration_table(pairs: list[Pair], verdicts: dict[str, list[stats.Comparis
     return lines
 
 
-def check_metric(metric: str, task: str | None = None) -> str:
+def check_metric(metric: str, task: str | None = None, num_classes: int | None = None) -> str:
     """``metric`` as a test score's name (``map`` → ``test/map``), or one clear error; with
-    ``task``, one that its runs record."""
+    ``task`` (and ``num_classes``), one that its runs record."""
     name = metric if metric.startswith("test/") else f"test/{metric}"
     if name not in (*HIGHER, *LOWER):
         allowed = ", ".join(m.removeprefix("test/") for m in (*HIGHER, *LOWER))
@@ -113,9 +113,12 @@ def check_metric(metric: str, task: str | None = None) -> str:
     if task == "multiclass" and name in MULTILABEL_ONLY:
         raise LossbenchError(f"--metric {metric} is a multi-label score, and this dataset is "
                              "multi-class. Fix: e.g. --metric f1_macro")  # fmt: skip
-    if task == "multilabel" and name in TWO_CLASS_ONLY:  # a set of more classes: after training
+    if task == "multilabel" and name in TWO_CLASS_ONLY:
         raise LossbenchError(f"--metric {metric} is a two-class set's score, and this dataset is "
                              "multi-label. Fix: e.g. --metric map")  # fmt: skip
+    if task == "multiclass" and name in TWO_CLASS_ONLY and (num_classes or 2) > 2:
+        raise LossbenchError(f"--metric {metric} is a two-class set's score, and this dataset has "
+                             f"{num_classes} classes. Fix: e.g. --metric f1_macro")  # fmt: skip
     return name
 
 

@@ -36,6 +36,7 @@ from lossbench.data import DATASETS
 from lossbench.errors import LossbenchError, exit_on_user_error
 from lossbench.heads import HEADS
 from lossbench.report.summary import outcomes
+from lossbench.report.verdicts import TWO_CLASS_ONLY
 from lossbench.report.write import check_metric, write_report
 from lossbench.studies.storage import prepare_study_storage
 from lossbench.tracking.mlflow_run import sweep_id
@@ -218,7 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = compose_run_config([EXPERIMENT, *overrides, *sweeper], ROOT / "outputs" / "compose")
     task = DATASETS[cfg.dataset.name].task_of(OmegaConf.to_container(cfg.dataset))
     with exit_on_user_error("lossbench.studies.tune"):
-        check_metric(args.metric, task)  # before hours of training, not after
+        metric = check_metric(args.metric, task)  # before hours of training, not after
+        if metric in TWO_CLASS_ONLY and task == "multiclass":  # the classes of a user's table
+            from lossbench.training.run import make_data  # Lightning's import: this case only
+
+            check_metric(metric, task, make_data(cfg).num_classes)
     if args.pairs:
         pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
         for head, loss in pairs:

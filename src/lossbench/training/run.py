@@ -73,6 +73,16 @@ def _name_and_params(node: DictConfig) -> tuple[str, dict[str, Any]]:
     return params.pop("name"), params
 
 
+def make_data(cfg: DictConfig) -> ClassificationData:
+    """The run's data module, its stress conditions set; nothing loaded yet."""
+    dataset, params = _name_and_params(cfg.dataset)
+    noise, imbalance = (OmegaConf.to_object(cfg.dataset[k]) for k in ("noise", "imbalance"))
+    params = {k: v for k, v in params.items() if k not in ("noise", "imbalance")}
+    data = make_datamodule(dataset, Path(cfg.data_dir).resolve(), cfg.seed, **params)
+    data.set_stress(noise, imbalance, dataset)
+    return data
+
+
 def current_sweep() -> str | None:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return mlflow_run.sweep_id(HydraConfig.get().sweep.dir)
@@ -157,10 +167,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False
     clock = {"start": time.perf_counter()}
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     head = make_head(head_name, **head_params)
-    noise, imbalance = (OmegaConf.to_object(cfg.dataset[k]) for k in ("noise", "imbalance"))
-    data_params = {k: v for k, v in data_params.items() if k not in ("noise", "imbalance")}
-    data = make_datamodule(dataset, Path(cfg.data_dir).resolve(), cfg.seed, **data_params)
-    data.set_stress(noise, imbalance, dataset)
+    data = make_data(cfg)
     data.prepare_data()
     data.setup("fit")
     clock["data"] = time.perf_counter()
