@@ -5,16 +5,19 @@ a sweep's end counts failed jobs and exits non-zero, also when its own table fai
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
+from rich.console import Console
 
 from conftest import run_train, sqlite_uri
 from lossbench.report import summary, write
-from lossbench.report.summary import OUTCOME, SweepSummary
+from lossbench.report.summary import OUTCOME, SweepSummary, unfinished_lines
 from lossbench.tracking import ui
+from lossbench.tracking.store import prepare_store
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +149,54 @@ def test_sweep_end_exits_1_when_its_summary_fails(tmp_path: Path, capsys) -> Non
     out = sweep_end_exits_1(tmp_path, sqlite_uri(broken), capsys)
     assert "the sweep's summary table failed" in out
     assert "jobs: 1 finished, 0 failed, 0 skipped" in out
+
+
+def test_sweep_end_says_a_reason_once_for_the_jobs_that_share_it() -> None:
+    """A grid crossing heads and losses skips each invalid pair once per seed and noise rate:
+    one line per reason, naming the pair once and then what each job has of its own."""
+    jobs = []
+    for rate in ("0.0", "0.4"):
+        for head, loss in (("softmax", "ce"), ("softmax", "bce_logits"), ("sigmoid", "ce")):
+            for seed in (1, 2):
+                own = [f"dataset.noise.rate={rate}", f"head={head}", f"loss={loss}", f"seed={seed}"]
+                valid = (head == "softmax") == (loss == "ce")
+                reason = "" if valid else f"head={head} cannot be trained with loss={loss}"
+                status = "FINISHED" if valid else "SKIPPED"
+                if (rate, head, seed) == ("0.4", "softmax", 2) and valid:
+                    status, reason = "FAILED", "NaN at step 3"
+                jobs.append({"overrides": ["+experiment=grid", *own], "status": status,
+                             "reason": reason})  # fmt: skip
+    each = ("dataset.noise.rate=0.0 seed=1; dataset.noise.rate=0.0 seed=2; "
+            "dataset.noise.rate=0.4 seed=1; dataset.noise.rate=0.4 seed=2")  # fmt: skip
+    assert unfinished_lines(jobs) == [
+        "  (every job had: +experiment=grid)",
+        f"  skipped: head=softmax loss=bce_logits (4 jobs: {each}): "
+        "head=softmax cannot be trained with loss=bce_logits",
+        f"  skipped: head=sigmoid loss=ce (4 jobs: {each}): "
+        "head=sigmoid cannot be trained with loss=ce",
+        "  failed: dataset.noise.rate=0.4 head=softmax loss=ce seed=2: NaN at step 3",
+    ]
+
+
+def test_summary_groups_runs_by_stress_and_names_it(tmp_path: Path) -> None:
+    """Runs recorded (no training) in a real store: clean, imbalanced and noisy settings of one
+    dataset, with accuracies that would interleave them if ranked across settings."""
+    client = prepare_store(sqlite_uri(tmp_path / "mlflow.db"), "lossbench")
+    exp = client.get_experiment_by_name("lossbench").experiment_id
+    settings = [({}, 0.80), ({"noise/rate": 0.4}, 0.90), ({"imbalance/factor": 10}, 0.70),
+                ({"imbalance/factor": 5}, 0.60), ({"noise/rate": 0.4, "noise/kind": "asymmetric"},
+                0.95), ({}, 0.85)]  # fmt: skip
+    for params, acc in settings:
+        run = client.create_run(exp, tags={"dataset": "digits", "head": "softmax", "loss": "ce",
+                                           "seed": "1"})  # fmt: skip
+        full = {"noise/rate": 0.0, "noise/kind": "symmetric", "imbalance/factor": 1, **params}
+        for key, value in full.items():
+            client.log_param(run.info.run_id, f"dataset/{key}", value)
+        client.log_metric(run.info.run_id, "test/acc", acc)
+        client.set_terminated(run.info.run_id)
+    console = Console(width=200, record=True)
+    console.print(summary.table(client.search_runs([exp]), "settings"))
+    rows = re.findall(r"digits +(.+?) +softmax .* (0\.\d+) ", console.export_text())
+    assert rows == [("—", "0.8500"), ("—", "0.8000"), ("imbalance 5", "0.6000"),
+                    ("imbalance 10", "0.7000"), ("asymmetric noise 0.4", "0.9500"),
+                    ("symmetric noise 0.4", "0.9000")]  # fmt: skip

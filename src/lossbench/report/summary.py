@@ -84,17 +84,26 @@ def columns(runs: list[Run]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def _stress(run: Run) -> tuple[str, float, float]:
+    """(noise kind, noise rate, imbalance factor) of a run; ("", 0, 1) if clean."""
+    p = run.data.params
+    rate = float(p.get("dataset/noise/rate", 0) or 0)
+    kind = p.get("dataset/noise/kind", "symmetric") if rate else ""
+    return kind, rate, max(float(p.get("dataset/imbalance/factor", 1) or 1), 1.0)
+
+
+def _rank(run: Run) -> tuple:
+    """Dataset, then stress (clean first, then by imbalance, noise), then best test acc first."""
+    kind, rate, factor = _stress(run)
+    acc = run.data.metrics.get("test/acc", float("-inf"))
+    return run.data.tags.get("dataset", "?"), kind, rate, factor, -acc
+
+
 def stress_of(run: Run) -> str:
     """A run's stress conditions, e.g. ``symmetric noise 0.2, imbalance 10``; "" if none."""
-    p = run.data.params
-    parts = []
-    rate = float(p.get("dataset/noise/rate", 0) or 0)
-    if rate:
-        parts.append(f"{p.get('dataset/noise/kind', 'symmetric')} noise {rate:g}")
-    factor = float(p.get("dataset/imbalance/factor", 1) or 1)
-    if factor > 1:
-        parts.append(f"imbalance {factor:g}")
-    return ", ".join(parts)
+    kind, rate, factor = _stress(run)
+    parts = [f"{kind} noise {rate:g}"] if rate else []
+    return ", ".join([*parts, f"imbalance {factor:g}"] if factor > 1 else parts)
 
 
 def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> dict[str, str]:
@@ -125,10 +134,10 @@ def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> di
 
 
 def table(runs: list[Run], title: str) -> Table:
-    """Runs ranked by test accuracy: dataset, stress (label noise, imbalance; where any run has
-    them), head, loss (and a ``variant`` column where loss or head parameters vary), seed, lr,
-    status and test metrics (for multi-label sets: exact-match acc, Hamming acc, micro-F1,
-    mAP)."""
+    """Runs by dataset and stress conditions, each setting's ranked by test accuracy. Columns:
+    dataset, stress (label noise, imbalance; where any run has them), head, loss, variant (where
+    loss or head parameters vary), seed, lr, status and test metrics (for multi-label sets:
+    exact-match acc, Hamming acc, micro-F1, mAP)."""
     shown = columns(runs)
     variant = variants(runs)
     stress = {r.info.run_id: stress_of(r) for r in runs}
@@ -141,7 +150,7 @@ def table(runs: list[Run], title: str) -> Table:
         out.add_column(col)
     for col in shown:
         out.add_column(col.removeprefix("test/"), justify="right")
-    ranked = sorted(runs, key=lambda r: -r.data.metrics.get("test/acc", float("-inf")))
+    ranked = sorted(runs, key=_rank)
     for r in ranked:
         values = [r.data.metrics.get(c) for c in shown]
         cells = ["—" if v is None else f"{v:.4f}" for v in values]
@@ -269,15 +278,8 @@ class SweepSummary(Callback):
             summary_failed = True
         print(f"jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
               f"{counts['SKIPPED']} skipped")  # fmt: skip
-        listed = [job for job in jobs if job["status"] != "FINISHED"]
-        common = [o for o in jobs[0]["overrides"] if all(o in j["overrides"] for j in jobs)
-                  ] if len(jobs) > 1 else []  # fmt: skip
-        if listed and common:  # the overrides every job had, said once
-            print(f"  (every job had: {' '.join(common)})")
-        for job in listed:
-            own = " ".join(o for o in job["overrides"] if o not in common)
-            print(f"  {job['status'].lower()}: {own or '(no other override)'}: "
-                  f"{job.get('reason', '')}")  # fmt: skip
+        for line in unfinished_lines(jobs):
+            print(line)
         sys.stdout.flush()
         if counts["FAILED"] or summary_failed:
             sys.exit(1)
@@ -301,8 +303,38 @@ class SweepSummary(Callback):
         console.print(table(runs, title))
 
 
+def _shared(overrides: list[list[str]]) -> list[str]:
+    """The overrides all of these jobs had (none for a single job)."""
+    if len(overrides) < 2:
+        return []
+    return [o for o in overrides[0] if all(o in own for own in overrides[1:])]
+
+
+def unfinished_lines(jobs: list[dict]) -> list[str]:
+    """The sweep's failed and skipped jobs, in job order: the overrides every job of the sweep
+    had, said once; then one line per status and reason, e.g. ``skipped: head=softmax
+    loss=bce_logits (2 jobs: seed=1; seed=2): <reason>`` (the jobs' shared overrides, then what
+    each has of its own)."""
+    listed = [job for job in jobs if job["status"] != "FINISHED"]
+    common = _shared([j["overrides"] for j in jobs])
+    lines = [f"  (every job had: {' '.join(common)})"] if listed and common else []
+    groups: dict[tuple[str, str], list[list[str]]] = {}
+    for job in listed:
+        own = [o for o in job["overrides"] if o not in common]
+        groups.setdefault((job["status"], job.get("reason", "")), []).append(own)
+    for (status, reason), owns in groups.items():
+        if len(owns) == 1:
+            which = " ".join(owns[0]) or "(no other override)"
+        else:
+            shared = _shared(owns)
+            each = "; ".join(" ".join(o for o in own if o not in shared) or "-" for own in owns)
+            which = " ".join([*shared, f"({len(owns)} jobs: {each})"])
+        lines.append(f"  {status.lower()}: {which}: {reason}")
+    return lines
+
+
 def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 120)
+    return Console(width=None if sys.stdout.isatty() else 160)  # a log: no wrapped cells
 
 
 def main(argv: list[str] | None = None) -> None:
