@@ -194,7 +194,7 @@ def test_every_torch_load_is_weights_only() -> None:
     loads = [(p, line) for p, text in sources.items() for line in text.splitlines()
              if "torch.load(" in line]  # fmt: skip
     assert loads and all("weights_only=True" in line for _, line in loads), loads
-    run_py = sources[ROOT / "src" / "lossbench" / "run.py"]
+    run_py = sources[ROOT / "src" / "lossbench" / "training" / "run.py"]
     for call in ("trainer.fit(", "trainer.test("):
         line = next(line for line in run_py.splitlines() if call in line)
         assert "weights_only=True" in line, line
