@@ -84,8 +84,13 @@ def unknown_label_column(tmp: Path) -> list[str]:
     return ["dataset=table", f"dataset.path={path}", "dataset.label_column=label"]
 
 
-def text_feature(tmp: Path) -> list[str]:
-    path = table_file(tmp, x=[1.0] * 10, name=["a", "b"] * 5, y=[0, 1] * 5)
+def numbers_and_text(tmp: Path) -> list[str]:
+    path = table_file(tmp, x=["1.5", "2", "1,5", "4"] * 5, y=[0, 1] * 10)
+    return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
+
+
+def id_column(tmp: Path) -> list[str]:
+    path = table_file(tmp, x=[1.0] * 300, name=[f"id{i}" for i in range(300)], y=[0, 1] * 150)
     return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
 
 
@@ -161,7 +166,10 @@ RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], list[str]] | None]] 
                                        "set `checkpoint.monitor=val/f1_macro`", None),
     "image folder without train/": ([], "has no train/ folder", folder_without_train),
     "unknown label column": ([], "has no column 'label'; its columns: x, y", unknown_label_column),
-    "non-numeric feature column": ([], "feature column 'name' is not numeric", text_feature),
+    "feature column of numbers and text": ([], "feature column 'x' holds numbers and text such "
+                                           "as '1,5'", numbers_and_text),
+    "text feature column of over 100 values": ([], r"text feature column 'name' has 2\d\d "
+                                               "distinct values in the training split", id_column),
     "table row without a label": ([], r"t.csv: row 3, label column 'y' is empty", unlabelled_row),
     "table label column of one class": ([], r"label column 'y' holds one value \(7\): a "
                                         "classifier needs at least 2 classes", one_class),

@@ -61,17 +61,23 @@ def test_a_folder_of_images_gets_the_models_own_predictions(digits_run, tmp_path
 
 
 def test_a_table_run_predicts_from_a_csv(tmp_path: Path) -> None:
+    """A table with a text column (one-hot encoded): predict encodes a new CSV exactly as the
+    training encoded the test split (same inputs to the model), and a category it never saw is
+    all zeros, not an error."""
     rng = np.random.default_rng(0)
     label = rng.integers(0, 2, 200)
-    frame = pd.DataFrame({"u": rng.normal(size=200) + 3 * label, "v": rng.normal(size=200),
-                          "kind": np.where(label == 1, "yes", "no")})  # fmt: skip
+    shade = np.where(rng.random(200) < 0.8, np.where(label == 1, "dark", "light"), "pale")
+    frame = pd.DataFrame({"u": rng.normal(size=200) + 3 * label, "shade": shade,
+                          "v": rng.normal(size=200), "kind": np.where(label == 1, "yes", "no"),
+                          "split": ["test"] * 50 + ["train"] * 150})  # fmt: skip
     frame.to_csv(tmp_path / "t.csv", index=False)
     uri = sqlite_uri(tmp_path / "mlflow.db")
     run_id = run.train(compose_cfg([
         "dataset=table", f"dataset.path={tmp_path / 't.csv'}", "dataset.label_column=kind",
         "trainer.max_epochs=5", "trainer.accelerator=cpu", "progress_bar=log",
         f"logger.tracking_uri={uri}"], tmp_path / "run"))  # fmt: skip
-    frame.drop(columns="kind").head(50).to_csv(tmp_path / "new.csv", index=False)
+    new = frame.drop(columns=["kind", "split"]).head(50)
+    new.to_csv(tmp_path / "new.csv", index=False)
     out = tmp_path / "pred.csv"
     predict.main(["--tracking-uri", uri, "--run", run_id, "--input", str(tmp_path / "new.csv"),
                   "--out", str(out)])  # fmt: skip
@@ -81,6 +87,22 @@ def test_a_table_run_predicts_from_a_csv(tmp_path: Path) -> None:
         "p_yes",
     ]
     assert (table["prediction"] == frame["kind"].head(50)).mean() > 0.9
+
+    spec, _ = predict.load_run(uri, run_id)
+    pre = spec["preprocessing"]
+    assert pre["inputs"] == ["u", "shade", "v"]
+    assert pre["categories"] == {"shade": ["dark", "light", "pale"]}
+    assert pre["columns"] == ["u", "shade=dark", "shade=light", "shade=pale", "v"]
+    data = make_datamodule("table", tmp_path, batch_size=8, path=str(tmp_path / "t.csv"),
+                           label_column="kind")  # fmt: skip
+    data.setup("test")
+    trained_on = data.splits["test"].tensors[0]  # encoded and standardised by training
+    _, x = predict.inputs(tmp_path / "new.csv", spec)
+    torch.testing.assert_close(x, trained_on)
+    pd.DataFrame({"u": [0.0], "shade": ["neon"], "v": [0.0]}).to_csv(tmp_path / "neon.csv")
+    _, x = predict.inputs(tmp_path / "neon.csv", spec)
+    mean, scale = (torch.tensor(pre[k], dtype=torch.float32) for k in ("mean", "scale"))
+    torch.testing.assert_close(x[0, 1:4], -mean[1:4] / scale[1:4])  # shade: all 0 before scaling
 
 
 def test_a_run_without_weights_is_refused(digits_run, tmp_path: Path, capsys) -> None:

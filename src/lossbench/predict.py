@@ -67,7 +67,7 @@ def inputs(path: Path, spec: dict[str, Any]) -> tuple[list[str], Tensor]:
         return [str(f.relative_to(path)) for f in files], images(files, pre)
     if path.suffix not in (".csv", ".gz", ".parquet"):
         raise LossbenchError(f"--input {path}: give a folder of images or a .csv / .parquet file")
-    from lossbench.data.tables import read_table
+    from lossbench.data.tables import encode, read_table
 
     table = read_table(path)
     if pre["kind"] == "image":
@@ -75,13 +75,15 @@ def inputs(path: Path, spec: dict[str, Any]) -> tuple[list[str], Tensor]:
             raise LossbenchError(f"{path} has no 'path' column of images (relative to its folder)")
         files = [(path.parent / p).resolve() for p in table["path"]]
         return list(table["path"].astype(str)), images(files, pre)
-    missing = [c for c in pre["columns"] if c not in table.columns]
+    columns = pre.get("inputs", pre["columns"])  # the file's columns, before encoding
+    missing = [c for c in columns if c not in table.columns]
     if missing:
         raise LossbenchError(
             f"{path} lacks the run's feature columns {', '.join(missing)}. Fix: give a table with "
-            f"the columns it was trained on: {', '.join(pre['columns'])}"
+            f"the columns it was trained on: {', '.join(columns)}"
         )
-    x = torch.tensor(table[pre["columns"]].to_numpy(dtype="float32"))
+    encoded, _ = encode(table, columns, pre.get("categories", {}))
+    x = torch.tensor(encoded, dtype=torch.float32)
     x = (x - torch.tensor(pre["mean"])) / torch.tensor(pre["scale"])
     return [str(i) for i in range(len(table))], x
 

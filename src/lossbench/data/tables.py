@@ -1,6 +1,7 @@
-"""Tables of numeric features: your own CSV or Parquet file (``table``), and the MULAN yeast
-multi-label benchmark (``yeast``). Features are standardised with the training split's mean and
-std; they are held in memory as float32 tensors."""
+"""Tables: your own CSV or Parquet file (``table``), and the MULAN yeast multi-label benchmark
+(``yeast``). A text feature column is one-hot encoded (its categories: the values of the training
+split); then every feature is standardised with the training split's mean and std. Held in
+memory as float32 tensors."""
 
 from __future__ import annotations
 
@@ -35,13 +36,67 @@ def read_table(path: Path) -> pd.DataFrame:
         ) from None
 
 
+MAX_CATEGORIES = 100  # distinct values of a text column one-hot encoded; more: an id or free text
+
+
+def categories_of(
+    frame: pd.DataFrame, columns: Sequence[str], train: np.ndarray, path: Path
+) -> dict[str, list[str]]:
+    """The categories of each text (non-numeric) column among ``columns``: its distinct values in
+    the ``train`` rows, sorted. Refused: a column of mostly numbers (a stray text value such as
+    ``"1,5"``, or numbers stored as text), and one of more than :data:`MAX_CATEGORIES` values."""
+    import pandas as pd
+    from pandas.api.types import is_numeric_dtype
+
+    found = {}
+    for c in columns:
+        if is_numeric_dtype(frame[c]):
+            continue
+        values = frame[c].astype(str)
+        numbers = pd.to_numeric(values, errors="coerce")
+        if (numbers.notna() | values.str.fullmatch(r"[-+]?\d[\d.,]*")).mean() > 0.5:
+            odd = values[numbers.isna()]
+            what = (f"numbers and text such as {odd.iloc[0]!r}" if len(odd) else
+                    f"numbers stored as text ({values.iloc[0]!r})")  # fmt: skip
+            raise LossbenchError(
+                f"{path}: feature column {c!r} holds {what}. Fix: write every value as a number "
+                "(a decimal point, no thousands separator), or drop those rows"
+            )
+        found[c] = sorted(values.iloc[train].unique())
+        if len(found[c]) > MAX_CATEGORIES:
+            raise LossbenchError(
+                f"{path}: text feature column {c!r} has {len(found[c])} distinct values in the "
+                f"training split (at most {MAX_CATEGORIES} are one-hot encoded): an id or free "
+                "text? Fix: leave it out with dataset.feature_columns=[...], or encode it as "
+                "numbers"
+            )
+    return found
+
+
+def encode(
+    frame: pd.DataFrame, columns: Sequence[str], categories: dict[str, list[str]]
+) -> tuple[np.ndarray, list[str]]:
+    """``(x, names)``: the numeric columns as they are and each text column as one 0/1 column per
+    category (``color=red``), in the columns' order; a value outside the categories is all 0."""
+    parts, names = [], []
+    for c in columns:
+        if c in categories:
+            values = frame[c].astype(str).to_numpy()
+            parts.append(np.stack([values == v for v in categories[c]], axis=1).astype(float))
+            names += [f"{c}={v}" for v in categories[c]]
+        else:
+            parts.append(frame[[c]].to_numpy(dtype=np.float64))
+            names.append(str(c))
+    return np.concatenate(parts, axis=1), names
+
+
 @DATASETS.register("table")
 class Table(ClassificationData):
-    """A CSV or Parquet file (``path``): one row per sample, numeric feature columns, and either
-    ``label_column`` (one label per row: multi-class; any values, their sorted distinct values
-    are the classes) or ``label_columns`` (0/1 columns: multi-label). An optional ``split``
-    column (train/val/test) fixes the splits; missing ones are carved from train by
-    ``split_seed``. ``feature_columns`` null: every other column."""
+    """A CSV or Parquet file (``path``): one row per sample, feature columns (numbers, or text:
+    one-hot encoded), and either ``label_column`` (one label per row: multi-class; any values,
+    their sorted distinct values are the classes) or ``label_columns`` (0/1 columns:
+    multi-label). An optional ``split`` column (train/val/test) fixes the splits; missing ones
+    are carved from train by ``split_seed``. ``feature_columns`` null: every other column."""
 
     def __init__(
         self,
@@ -72,6 +127,8 @@ class Table(ClassificationData):
             split_seed,
         )
         self.classes: list[str] = []
+        self.inputs: list[str] = []  # the feature columns as the file has them
+        self.categories: dict[str, list[str]] = {}  # text feature column -> its categories
         self._width = 0
 
     @classmethod
@@ -107,6 +164,15 @@ class Table(ClassificationData):
 
     def frame(self) -> pd.DataFrame:
         return read_table(self.path)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The feature columns' names, mean and scale after encoding; with text columns, also the
+        file's columns (``inputs``) and their ``categories``, which ``lossbench.predict`` encodes
+        as in training."""
+        spec = super().preprocessing()
+        if self.categories:
+            spec.update(inputs=self.inputs, categories=self.categories)
+        return spec
 
     def split_of(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Row indices per split: the split column's, with missing splits carved from train."""
@@ -148,29 +214,23 @@ class Table(ClassificationData):
         skip = {*self.labels, self.split_column}
         features = self.features or [c for c in frame.columns if c not in skip]
         if not features:
-            raise LossbenchError(f"{self.path} has no feature column. Fix: add numeric columns")
-        from pandas.api.types import is_numeric_dtype
+            raise LossbenchError(f"{self.path} has no feature column. Fix: add feature columns")
         from sklearn.preprocessing import StandardScaler
 
-        text = [c for c in features if not is_numeric_dtype(frame[c])]
-        if text:
-            raise LossbenchError(
-                f"{self.path}: feature column {text[0]!r} is not numeric (e.g. "
-                f"{frame[text[0]].iloc[0]!r}). Fix: encode it as numbers, or leave it out with "
-                "dataset.feature_columns=[...]"
-            )
-        x = frame[features].to_numpy(dtype=np.float64)
-        if np.isnan(x).any():
-            row, col = np.argwhere(np.isnan(x))[0]
+        empty = frame[features].isna().to_numpy()
+        if empty.any():
+            row, col = np.argwhere(empty)[0]
             raise LossbenchError(
                 f"{self.path}: row {row + 1}, column {features[col]!r} is empty or NaN. Fix: "
                 "fill or drop the rows with missing values"
             )
+        self.inputs = list(features)
+        self.categories = categories_of(frame, features, rows["train"], self.path)
+        x, names = encode(frame, features, self.categories)
         y = self._targets(frame)
         scaler = StandardScaler().fit(x[rows["train"]])
         self._width = x.shape[1]
-        self.feature_stats = (list(map(str, features)), scaler.mean_.tolist(),
-                              scaler.scale_.tolist())  # fmt: skip
+        self.feature_stats = (names, scaler.mean_.tolist(), scaler.scale_.tolist())
         return {
             s: (torch.tensor(scaler.transform(x[idx]), dtype=torch.float32), y[idx])
             for s, idx in rows.items()
