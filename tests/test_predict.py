@@ -16,6 +16,7 @@ from sklearn.datasets import load_digits
 from conftest import compose_cfg, sqlite_uri
 from lossbench import predict
 from lossbench.data import make_datamodule
+from lossbench.errors import LossbenchError
 from lossbench.training import run
 
 DIGITS = ["dataset=digits", "model=cnn", "trainer.max_epochs=3", "trainer.accelerator=cpu",
@@ -103,6 +104,10 @@ def test_a_table_run_predicts_from_a_csv(tmp_path: Path) -> None:
     _, x = predict.inputs(tmp_path / "neon.csv", spec)
     mean, scale = (torch.tensor(pre[k], dtype=torch.float32) for k in ("mean", "scale"))
     torch.testing.assert_close(x[0, 1:4], -mean[1:4] / scale[1:4])  # shade: all 0 before scaling
+    pd.DataFrame({"u": [0.0, None], "shade": ["dark", "pale"], "v": [0.0, 1.0]}).to_csv(
+        tmp_path / "gap.csv", index=False)  # fmt: skip
+    with pytest.raises(LossbenchError, match=r"gap.csv: row 2, column 'u' is empty"):
+        predict.inputs(tmp_path / "gap.csv", spec)
 
 
 def test_a_run_without_weights_is_refused(digits_run, tmp_path: Path, capsys) -> None:

@@ -82,6 +82,13 @@ def inputs(path: Path, spec: dict[str, Any]) -> tuple[list[str], Tensor]:
             f"{path} lacks the run's feature columns {', '.join(missing)}. Fix: give a table with "
             f"the columns it was trained on: {', '.join(columns)}"
         )
+    empty = table[columns].isna().to_numpy()
+    if empty.any():
+        row, col = (int(i[0]) for i in empty.nonzero())
+        raise LossbenchError(
+            f"{path}: row {row + 1}, column {columns[col]!r} is empty. Fix: fill it (the model "
+            "was trained without missing values), or drop the row"
+        )
     encoded, _ = encode(table, columns, pre.get("categories", {}))
     x = torch.tensor(encoded, dtype=torch.float32)
     x = (x - torch.tensor(pre["mean"])) / torch.tensor(pre["scale"])
