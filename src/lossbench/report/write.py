@@ -140,6 +140,22 @@ def diff_ci(c: stats.Comparison) -> str:
     return f"{c.diff:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
 
 
+IMBALANCED = 3.0  # test class counts max/min from which accuracy is said to favour the majority
+
+
+def imbalance_note(labels: list[str], matrix: np.ndarray) -> list[str]:
+    """A paragraph when the test split's classes (the confusion matrix's row sums) are
+    imbalanced: accuracy then rewards the majority classes; macro-F1 weighs each class alike."""
+    counts = matrix.sum(axis=1)
+    low, high = int(counts.argmin()), int(counts.argmax())
+    if counts[low] * IMBALANCED > counts[high]:
+        return []
+    return [f"The test split is imbalanced: {counts[high]:g} samples of `{labels[high]}` (over "
+            f"its seeds) against {counts[low]:g} of `{labels[low]}`. Accuracy rewards the "
+            "majority classes; `--metric f1_macro` ranks by a score that weighs each class "
+            "alike.", ""]  # fmt: skip
+
+
 def confusion_table(labels: list[str], matrix: np.ndarray) -> list[str]:
     """Counts, rows: true class, columns: predicted class (numbered as in the rows)."""
     header = ["true ↓ predicted →", *map(str, range(len(labels)))]
@@ -306,6 +322,10 @@ def write_report(
             lines += ["Multi-label `test acc` is exact match (every label of a sample right): a "
                       "harsh ranking; `--metric map` (or `f1_micro`, `hamming_acc`) ranks by "
                       "another score.", ""]  # fmt: skip
+        best = by_metric(group, metric)[0]
+        confusion = summed_confusion(client, best)
+        if confusion is not None and metric == ACC:
+            lines += imbalance_note(*confusion)
         lines += [f"![validation loss]({slug}-val-loss.png)", "",
                   f"![test metrics]({slug}-test-metrics.png)"]  # fmt: skip
         if any(p.values("test/nll").size for p in group):
@@ -324,8 +344,6 @@ def write_report(
         if "imbalance" in setting:
             lines += ["", "### Test accuracy per class (summed over seeds)", "",
                       *per_class_table(group, client)]  # fmt: skip
-        best = by_metric(group, metric)[0]
-        confusion = summed_confusion(client, best)
         if confusion is not None:
             title = f"{best.name}: test split, {len(best.runs)} seeds summed"
             plot_confusion(*confusion, title, out / f"{slug}-confusion.png")
