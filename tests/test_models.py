@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from lossbench.data.augment import make_augment
@@ -115,5 +116,18 @@ def test_pretrained_weights_that_cannot_be_fetched_are_refused(tmp_path, monkeyp
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    with pytest.raises(LossbenchError, match="IMAGENET1K_V1 of resnet18 could not be loaded"):
+    with pytest.raises(
+        LossbenchError, match="IMAGENET1K_V1 of resnet18 could not be loaded"
+    ) as err:
         make_model("torchvision", (3, 32, 32), 4, arch="resnet18", weights="IMAGENET1K_V1")
+    url = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    target = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert f"download {url} elsewhere and copy it to {target}" in str(err.value)
+    # what the message says works: the file copied there is loaded, nothing downloaded
+    target.parent.mkdir(parents=True, exist_ok=True)
+    saved = torchvision.models.resnet18(num_classes=1000).state_dict()
+    torch.save(saved, target)
+    model = make_model("torchvision", (3, 32, 32), 4, arch="resnet18", weights="IMAGENET1K_V1")
+    loaded = model.net.state_dict()
+    assert torch.equal(loaded["conv1.weight"], saved["conv1.weight"])
+    assert loaded["fc.weight"].shape == (4, 512)  # the last layer replaced for 4 classes

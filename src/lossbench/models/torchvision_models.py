@@ -4,7 +4,10 @@ linear layer replaced for the dataset's classes, optionally with pretrained weig
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
 
+import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
@@ -15,6 +18,12 @@ from lossbench.models.registry import MODELS
 
 def classification_models() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
+
+
+def cached(url: str) -> Path:
+    """Where torchvision looks for the weights file of ``url`` before downloading it (under
+    ``$TORCH_HOME/hub/checkpoints``, ``torch.hub.load_state_dict_from_url``'s folder)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
 
 
 def weights_of(arch: str, name: str):
@@ -87,13 +96,15 @@ class TorchvisionModel(nn.Module):
         if weights:
             size, self.input_mean, self.input_std = expected_inputs(arch, weights)
             input_size = input_size or size
+            chosen = weights_of(arch, weights)
             try:
-                self.net = torchvision.models.get_model(arch, weights=weights_of(arch, weights))
+                self.net = torchvision.models.get_model(arch, weights=chosen)
             except (OSError, RuntimeError, ValueError) as err:  # offline: URLError is an OSError
                 raise LossbenchError(
                     f"model.weights={weights} of {arch} could not be loaded ({err}). Fix: connect "
-                    "to the network once (torchvision caches them in ~/.cache/torch/hub), or "
-                    "`model.weights=null`"
+                    f"to the network once (torchvision keeps the file); offline (a cluster's "
+                    f"node), download {chosen.url} elsewhere and copy it to {cached(chosen.url)}; "
+                    "or `model.weights=null`"
                 ) from None
         else:
             self.net = torchvision.models.get_model(arch, weights=None)
