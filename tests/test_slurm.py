@@ -289,3 +289,50 @@ def test_ddp_with_two_tasks_on_slurm_logs_one_run(
     # 240 training samples over 2 ranks: 4 batches of 32 per rank per epoch, each logged once
     assert sorted(steps) == list(range(8))
     assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 2
+
+
+def test_a_fused_sweep_as_one_slurm_job_and_scancel_kills_its_members(
+    tmp_path: Path, partition: str
+) -> None:
+    """The README's recipe for a whole grid on one GPU node: the sweep itself is one batch job
+    (``sbatch --wrap "exec python train.py -m ... hydra/launcher=fused"``). Its members train side
+    by side in that job, tagged with its id; ``scancel`` (Slurm's SIGTERM, as at the time limit)
+    ends every open member KILLED, none left RUNNING."""
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    train = shlex.join([
+        sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", "seed=1,2",
+        "trainer.max_epochs=100000", "trainer.accelerator=cpu", "progress_bar=log",
+        "hydra/launcher=fused", f"logger.tracking_uri={uri}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    ])  # fmt: skip
+    out = tmp_path / "job.out"
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", f"--partition={partition}", "--cpus-per-task=2", "--mem=4G",
+         "--time=10", f"--output={out}", f"--chdir={tmp_path}", f"--wrap=exec {train}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    job = submitted.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 180
+    runs: list[Run] = []
+    while time.monotonic() < deadline:
+        _, runs = runs_of(tmp_path) if (tmp_path / "mlflow.db").exists() else (None, [])
+        if len(runs) == 2 and all(r.info.status == "RUNNING" for r in runs):
+            break
+        time.sleep(0.5)
+    log_text = out.read_text() if out.exists() else ""
+    assert len(runs) == 2, log_text[-3000:]
+    time.sleep(2)  # into the training epochs
+    subprocess.run(["scancel", job], check=True, timeout=30)
+    while time.monotonic() < deadline + 60:
+        queued = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True,
+                                timeout=30).stdout.strip()  # fmt: skip
+        if not queued:
+            break
+        time.sleep(0.5)
+    log_text = out.read_text()
+    _, runs = runs_of(tmp_path)
+    assert [r.info.status for r in runs] == ["KILLED", "KILLED"], log_text[-3000:]
+    assert {r.data.tags["slurm_job_id"] for r in runs} == {job}
+    assert len({r.data.tags["fused_group"] for r in runs}) == 1
+    assert all(r.data.tags["failure"].startswith("stopped by SIGTERM") for r in runs)
+    assert "fused group multirun-g1 was stopped by SIGTERM" in log_text
