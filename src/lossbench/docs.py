@@ -47,12 +47,17 @@ Usage:
 Main choices (group=option):
 {choices}
   Valid head/loss pairs: python -m lossbench.matrix
+  Sweeps (-m) run jobs one after another, or hydra/launcher=fused (a grid's compatible jobs
+  trained side by side: one process, one GPU), joblib (jobs in parallel processes), slurm (each
+  job a Slurm job)
 
 Often set: seed=1 trainer.max_epochs=5 optimizer.lr=0.002 dataset.batch_size=256
   logger.experiment_name=NAME logger.tracking_uri=sqlite:///path/mlflow.db (or http://host:5000)
 Every key is typed: a value of the wrong type or a key that the class does not take stops the
 run before anything is trained or recorded.
-After runs: python -m lossbench.report.summary, python -m lossbench.report, make ui.
+After runs: python -m lossbench.report.summary, python -m lossbench.report, make ui;
+  python -m lossbench.predict --run RUN_ID --input FOLDER_OR_CSV --out FILE.csv (a run's model).
+Each pair at its own best lr: python -m lossbench.studies.tune (Optuna).
 
 == Config (the defaults; override any key: foo.bar=value) ==
 
