@@ -143,17 +143,17 @@ def diff_ci(c: stats.Comparison) -> str:
 IMBALANCED = 3.0  # test class counts max/min from which accuracy is said to favour the majority
 
 
-def imbalance_note(labels: list[str], matrix: np.ndarray) -> list[str]:
-    """A paragraph when the test split's classes (the confusion matrix's row sums) are
-    imbalanced: accuracy then rewards the majority classes; macro-F1 weighs each class alike."""
-    counts = matrix.sum(axis=1)
+def imbalance_note(labels: list[str], matrix: np.ndarray, runs: int) -> list[str]:
+    """A paragraph when the test split's classes (the row sums of the confusion matrix summed
+    over ``runs`` runs) are imbalanced: accuracy then rewards the majority classes; macro-F1
+    weighs each class alike."""
+    counts = matrix.sum(axis=1) / runs  # the test split is the same for every seed
     low, high = int(counts.argmin()), int(counts.argmax())
     if counts[low] * IMBALANCED > counts[high]:
         return []
-    return [f"The test split is imbalanced: {counts[high]:g} samples of `{labels[high]}` (over "
-            f"its seeds) against {counts[low]:g} of `{labels[low]}`. Accuracy rewards the "
-            "majority classes; `--metric f1_macro` ranks by a score that weighs each class "
-            "alike.", ""]  # fmt: skip
+    return [f"The test split is imbalanced: {counts[high]:g} samples of `{labels[high]}` against "
+            f"{counts[low]:g} of `{labels[low]}`. Accuracy rewards the majority classes; "
+            "`--metric f1_macro` ranks by a score that weighs each class alike.", ""]  # fmt: skip
 
 
 def confusion_table(labels: list[str], matrix: np.ndarray) -> list[str]:
@@ -325,7 +325,7 @@ def write_report(
         best = by_metric(group, metric)[0]
         confusion = summed_confusion(client, best)
         if confusion is not None and metric == ACC:
-            lines += imbalance_note(*confusion)
+            lines += imbalance_note(*confusion, len(best.runs))
         lines += [f"![validation loss]({slug}-val-loss.png)", "",
                   f"![test metrics]({slug}-test-metrics.png)"]  # fmt: skip
         if any(p.values("test/nll").size for p in group):
