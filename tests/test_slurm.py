@@ -300,7 +300,7 @@ def test_a_fused_sweep_as_one_slurm_job_and_scancel_kills_its_members(
     ends every open member KILLED, none left RUNNING."""
     uri = sqlite_uri(tmp_path / "mlflow.db")
     train = shlex.join([
-        sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", "seed=1,2",
+        sys.executable, "-u", str(ROOT / "train.py"), "-m", "dataset=digits", "seed=1,2",
         "trainer.max_epochs=100000", "trainer.accelerator=cpu", "progress_bar=log",
         "hydra/launcher=fused", f"logger.tracking_uri={uri}",
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
@@ -313,15 +313,11 @@ def test_a_fused_sweep_as_one_slurm_job_and_scancel_kills_its_members(
     )  # fmt: skip
     job = submitted.stdout.strip().split(";")[0]
     deadline = time.monotonic() + 180
-    runs: list[Run] = []
-    while time.monotonic() < deadline:
-        _, runs = runs_of(tmp_path) if (tmp_path / "mlflow.db").exists() else (None, [])
-        if len(runs) == 2 and all(r.info.status == "RUNNING" for r in runs):
-            break
-        time.sleep(0.5)
-    log_text = out.read_text() if out.exists() else ""
-    assert len(runs) == 2, log_text[-3000:]
-    time.sleep(2)  # into the training epochs
+    training = "fused group multirun-g1: epoch 2/"  # the store is made, both runs are open
+    while time.monotonic() < deadline and training not in (out.read_text() if out.exists() else ""):
+        time.sleep(0.5)  # (the store is not read before: two processes would both create it)
+    _, runs = runs_of(tmp_path)
+    assert [r.info.status for r in runs] == ["RUNNING", "RUNNING"], out.read_text()[-3000:]
     subprocess.run(["scancel", job], check=True, timeout=30)
     while time.monotonic() < deadline + 60:
         queued = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True,
