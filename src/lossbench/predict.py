@@ -67,7 +67,7 @@ def inputs(path: Path, spec: dict[str, Any]) -> tuple[list[str], Tensor]:
         return [str(f.relative_to(path)) for f in files], images(files, pre)
     if path.suffix not in (".csv", ".gz", ".parquet"):
         raise LossbenchError(f"--input {path}: give a folder of images or a .csv / .parquet file")
-    from lossbench.data.tables import encode, read_table
+    from lossbench.data.tables import encode, first_empty, read_table
 
     table = read_table(path)
     if pre["kind"] == "image":
@@ -82,11 +82,9 @@ def inputs(path: Path, spec: dict[str, Any]) -> tuple[list[str], Tensor]:
             f"{path} lacks the run's feature columns {', '.join(missing)}. Fix: give a table with "
             f"the columns it was trained on: {', '.join(columns)}"
         )
-    empty = table[columns].isna().to_numpy()
-    if empty.any():
-        row, col = (int(i[0]) for i in empty.nonzero())
+    if (empty := first_empty(table, columns)) is not None:
         raise LossbenchError(
-            f"{path}: row {row + 1}, column {columns[col]!r} is empty. Fix: fill it (the model "
+            f"{path}: row {empty[0]}, column {empty[1]!r} is empty. Fix: fill it (the model "
             "was trained without missing values), or drop the row"
         )
     encoded, _ = encode(table, columns, pre.get("categories", {}))

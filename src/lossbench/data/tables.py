@@ -36,6 +36,16 @@ def read_table(path: Path) -> pd.DataFrame:
         ) from None
 
 
+def first_empty(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[int, str] | None:
+    """The first empty (NaN) cell among ``columns``: its 1-based row and its column; None if
+    there is none."""
+    empty = frame[list(columns)].isna().to_numpy()
+    if not empty.any():
+        return None
+    row, col = np.argwhere(empty)[0]
+    return int(row) + 1, columns[col]
+
+
 MAX_CATEGORIES = 100  # distinct values of a text column one-hot encoded; more: an id or free text
 
 
@@ -217,11 +227,9 @@ class Table(ClassificationData):
             raise LossbenchError(f"{self.path} has no feature column. Fix: add feature columns")
         from sklearn.preprocessing import StandardScaler
 
-        empty = frame[features].isna().to_numpy()
-        if empty.any():
-            row, col = np.argwhere(empty)[0]
+        if (empty := first_empty(frame, features)) is not None:
             raise LossbenchError(
-                f"{self.path}: row {row + 1}, column {features[col]!r} is empty or NaN. Fix: "
+                f"{self.path}: row {empty[0]}, column {empty[1]!r} is empty or NaN. Fix: "
                 "fill or drop the rows with missing values"
             )
         self.inputs = list(features)
