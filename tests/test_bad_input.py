@@ -89,6 +89,11 @@ def numbers_and_text(tmp: Path) -> list[str]:
     return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
 
 
+def empty_text_cell(tmp: Path) -> list[str]:
+    path = table_file(tmp, x=[1.0, 2.0, 3.0, 4.0] * 5, c=["a", "b", None, "a"] * 5, y=[0, 1] * 10)
+    return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
+
+
 def id_column(tmp: Path) -> list[str]:
     path = table_file(tmp, x=[1.0] * 300, name=[f"id{i}" for i in range(300)], y=[0, 1] * 150)
     return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
@@ -168,6 +173,8 @@ RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], list[str]] | None]] 
     "unknown label column": ([], "has no column 'label'; its columns: x, y", unknown_label_column),
     "feature column of numbers and text": ([], "feature column 'x' holds numbers and text such "
                                            "as '1,5'", numbers_and_text),
+    "table feature cell empty": ([], r"t.csv: row 3, column 'c' is empty or NaN",
+                                 empty_text_cell),
     "text feature column of over 100 values": ([], r"text feature column 'name' has 2\d\d "
                                                "distinct values in the training split", id_column),
     "table row without a label": ([], r"t.csv: row 3, label column 'y' is empty", unlabelled_row),
