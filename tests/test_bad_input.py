@@ -94,6 +94,12 @@ def empty_text_cell(tmp: Path) -> list[str]:
     return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
 
 
+def empty_column(tmp: Path) -> list[str]:
+    path = table_file(tmp, x=[1.0, 2.0] * 10, gone=[None] * 20, y=[0, 1] * 10)
+    return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y",
+            "dataset.missing=impute"]  # fmt: skip
+
+
 def id_column(tmp: Path) -> list[str]:
     path = table_file(tmp, x=[1.0] * 300, name=[f"id{i}" for i in range(300)], y=[0, 1] * 150)
     return ["dataset=table", f"dataset.path={path}", "dataset.label_column=y"]
@@ -175,6 +181,11 @@ RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], list[str]] | None]] 
                                            "as '1,5'", numbers_and_text),
     "table feature cell empty": ([], r"t.csv: row 3, column 'c' is empty or NaN",
                                  empty_text_cell),
+    "table feature column empty in every training row": ([], r"t.csv: feature column 'gone' is "
+                                                         "empty in every training row",
+                                                         empty_column),
+    "unknown dataset.missing": (["dataset.missing=drop"], r"dataset.missing='drop' is not one of "
+                                "refuse, impute", empty_text_cell),
     "text feature column of over 100 values": ([], r"text feature column 'name' has 2\d\d "
                                                "distinct values in the training split", id_column),
     "table row without a label": ([], r"t.csv: row 3, label column 'y' is empty", unlabelled_row),

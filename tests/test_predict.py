@@ -110,6 +110,67 @@ def test_a_table_run_predicts_from_a_csv(tmp_path: Path) -> None:
         predict.inputs(tmp_path / "gap.csv", spec)
 
 
+def test_a_table_with_empty_cells_is_imputed_in_training_and_in_predict(tmp_path: Path) -> None:
+    """dataset.missing=impute: a numeric column's empty cells take its training median, with a
+    0/1 indicator, as scikit-learn's SimpleImputer(strategy="median", add_indicator=True) does;
+    a text column's empty cell is its own category; predict fills a new CSV the same way."""
+    from sklearn.impute import SimpleImputer
+
+    rng = np.random.default_rng(1)
+    label = rng.integers(0, 2, 200)
+    u = rng.normal(size=200) + 3 * label
+    u[rng.random(200) < 0.2] = np.nan  # empty in the training and the test split
+    shade = np.where(label == 1, "dark", "light").astype(object)
+    shade[rng.random(200) < 0.15] = None
+    frame = pd.DataFrame({"u": u, "shade": shade, "v": rng.normal(size=200),
+                          "kind": np.where(label == 1, "yes", "no"),  # splits all given:
+                          "split": ["test"] * 50 + ["val"] * 20 + ["train"] * 130})  # fmt: skip
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    table = ["dataset=table", f"dataset.path={tmp_path / 't.csv'}", "dataset.label_column=kind"]
+    with pytest.raises(LossbenchError, match=r"t.csv: row \d+, column '(u|shade)' is empty or NaN"):
+        run.train(compose_cfg([*table, f"logger.tracking_uri={uri}"], tmp_path / "refused"))
+    run_id = run.train(compose_cfg([
+        *table, "dataset.missing=impute", "trainer.max_epochs=5", "trainer.accelerator=cpu",
+        "progress_bar=log", f"logger.tracking_uri={uri}"], tmp_path / "run"))  # fmt: skip
+
+    spec, _ = predict.load_run(uri, run_id)
+    pre = spec["preprocessing"]
+    assert pre["columns"] == ["u", "u=<missing>", "shade=<missing>", "shade=dark",
+                              "shade=light", "v"]  # fmt: skip
+    train = frame[frame["split"] == "train"]
+    imputer = SimpleImputer(strategy="median", add_indicator=True).fit(train[["u", "v"]])
+    assert [pre["fill"]["u"], pre["fill"]["v"]] == pytest.approx(imputer.statistics_.tolist())
+    assert pre["indicate"] == ["u"]  # v has no empty cell in the training split
+    data = make_datamodule("table", tmp_path, batch_size=8, path=str(tmp_path / "t.csv"),
+                           label_column="kind", missing="impute")  # fmt: skip
+    data.setup("fit")
+    mean, scale = (torch.tensor(pre[k], dtype=torch.float64) for k in ("mean", "scale"))
+    raw = data.splits["train"].tensors[0].double() * scale + mean  # before standardising
+    raw = raw[raw[:, 5].argsort()]  # the training rows in v's order (v has no empty cell)
+    train = train.sort_values("v")
+    expected = imputer.transform(train[["u", "v"]])  # columns: u, v, u's indicator
+    torch.testing.assert_close(raw[:, [0, 5, 1]], torch.tensor(expected), atol=1e-5, rtol=1e-5)
+    empty_shade = torch.tensor(train["shade"].isna().to_numpy(), dtype=torch.float64)
+    torch.testing.assert_close(raw[:, 2], empty_shade, atol=1e-5, rtol=1e-5)
+
+    frame.drop(columns=["kind", "split"]).head(50).to_csv(tmp_path / "new.csv", index=False)
+    data.setup("test")
+    _, x = predict.inputs(tmp_path / "new.csv", spec)
+    torch.testing.assert_close(x, data.splits["test"].tensors[0])  # filled as in training
+    pd.DataFrame({"u": [None], "shade": [None], "v": [None]}).to_csv(tmp_path / "gap.csv",
+                                                                      index=False)  # fmt: skip
+    _, x = predict.inputs(tmp_path / "gap.csv", spec)
+    raw = x[0].double() * scale + mean
+    torch.testing.assert_close(raw, torch.tensor([pre["fill"]["u"], 1.0, 1.0, 0.0, 0.0,
+                                                  pre["fill"]["v"]], dtype=torch.float64),
+                               atol=1e-5, rtol=1e-5)  # fmt: skip
+    out = tmp_path / "pred.csv"
+    predict.main(["--tracking-uri", uri, "--run", run_id, "--input", str(tmp_path / "new.csv"),
+                  "--out", str(out)])  # fmt: skip
+    assert (pd.read_csv(out)["prediction"] == frame["kind"].head(50)).mean() > 0.85
+
+
 def test_a_run_without_weights_is_refused(digits_run, tmp_path: Path, capsys) -> None:
     store, _ = digits_run
     uri = sqlite_uri(store / "mlflow.db")

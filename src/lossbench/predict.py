@@ -82,12 +82,13 @@ def inputs(path: Path, spec: dict[str, Any]) -> tuple[list[str], Tensor]:
             f"{path} lacks the run's feature columns {', '.join(missing)}. Fix: give a table with "
             f"the columns it was trained on: {', '.join(columns)}"
         )
-    if (empty := first_empty(table, columns)) is not None:
+    if "fill" not in pre and (empty := first_empty(table, columns)) is not None:
         raise LossbenchError(
             f"{path}: row {empty[0]}, column {empty[1]!r} is empty. Fix: fill it (the model "
-            "was trained without missing values), or drop the row"
+            "was trained without missing values: dataset.missing=refuse), or drop the row"
         )
-    encoded, _ = encode(table, columns, pre.get("categories", {}))
+    encoded, _ = encode(table, columns, pre.get("categories", {}), pre.get("fill"),
+                        pre.get("indicate", ()))  # fmt: skip
     x = torch.tensor(encoded, dtype=torch.float32)
     x = (x - torch.tensor(pre["mean"])) / torch.tensor(pre["scale"])
     return [str(i) for i in range(len(table))], x

@@ -1,14 +1,15 @@
 """Tables: your own CSV or Parquet file (``table``), and the MULAN yeast multi-label benchmark
 (``yeast``). A text feature column is one-hot encoded (its categories: the values of the training
-split); then every feature is standardised with the training split's mean and std. Held in
-memory as float32 tensors."""
+split); an empty cell is refused, or with ``missing=impute`` filled (below); then every feature
+is standardised with the training split's mean and std. Held in memory as float32 tensors."""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -17,6 +18,8 @@ from torch import Tensor
 from lossbench.data.base import DATASETS, SPLITS, ClassificationData, count, split_indices
 from lossbench.errors import LossbenchError
 from lossbench.heads import Task
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pandas and scikit-learn are imported by the table datasets alone
     import pandas as pd
@@ -47,6 +50,12 @@ def first_empty(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[int, str] 
 
 
 MAX_CATEGORIES = 100  # distinct values of a text column one-hot encoded; more: an id or free text
+MISSING = "<missing>"  # missing=impute: an empty text cell's category; `c=<missing>`: indicators
+
+
+def text_of(column: pd.Series) -> pd.Series:
+    """A text column's values as strings, an empty cell as :data:`MISSING` (not ``"nan"``)."""
+    return column.where(column.notna(), MISSING).astype(str)
 
 
 def categories_of(
@@ -62,7 +71,7 @@ def categories_of(
     for c in columns:
         if is_numeric_dtype(frame[c]):
             continue
-        values = frame[c].astype(str)
+        values = text_of(frame[c])
         numbers = pd.to_numeric(values, errors="coerce")
         if (numbers.notna() | values.str.fullmatch(r"[-+]?\d[\d.,]*")).mean() > 0.5:
             odd = values[numbers.isna()]
@@ -83,20 +92,56 @@ def categories_of(
     return found
 
 
+def fill_values(
+    frame: pd.DataFrame, columns: Sequence[str], categories: dict[str, list[str]],
+    train: np.ndarray, path: Path,
+) -> tuple[dict[str, float], list[str]]:  # fmt: skip
+    """``missing=impute``: ``(fill, indicate)``, each numeric column's median over the training
+    split (what fills its empty cells, in every split and in ``lossbench.predict``) and the
+    numeric columns with an empty cell in the training split, which get a 0/1 indicator column
+    ``c=<missing>``: scikit-learn's ``SimpleImputer(strategy="median", add_indicator=True)``.
+    An empty text cell is a category of its own (:data:`MISSING`, in :func:`categories_of`)."""
+    fill, indicate = {}, []
+    for c in columns:
+        if c in categories:
+            continue
+        seen = frame[c].iloc[train]
+        if seen.isna().all():
+            raise LossbenchError(
+                f"{path}: feature column {c!r} is empty in every training row, so nothing can "
+                "fill it. Fix: leave it out with dataset.feature_columns=[...]"
+            )
+        fill[str(c)] = float(seen.median())
+        if seen.isna().any():
+            indicate.append(str(c))
+    return fill, indicate
+
+
 def encode(
-    frame: pd.DataFrame, columns: Sequence[str], categories: dict[str, list[str]]
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    categories: dict[str, list[str]],
+    fill: dict[str, float] | None = None,
+    indicate: Sequence[str] = (),
 ) -> tuple[np.ndarray, list[str]]:
-    """``(x, names)``: the numeric columns as they are and each text column as one 0/1 column per
-    category (``color=red``), in the columns' order; a value outside the categories is all 0."""
+    """``(x, names)``: the numeric columns as they are (an empty cell: its ``fill`` value,
+    followed by a 0/1 column ``c=<missing>`` for the columns in ``indicate``) and each text
+    column as one 0/1 column per category (``color=red``), in the columns' order; a value outside
+    the categories is all 0."""
     parts, names = [], []
     for c in columns:
         if c in categories:
-            values = frame[c].astype(str).to_numpy()
+            values = text_of(frame[c]).to_numpy()
             parts.append(np.stack([values == v for v in categories[c]], axis=1).astype(float))
             names += [f"{c}={v}" for v in categories[c]]
-        else:
-            parts.append(frame[[c]].to_numpy(dtype=np.float64))
-            names.append(str(c))
+            continue
+        raw = frame[c].to_numpy(dtype=np.float64)
+        empty = np.isnan(raw)
+        parts.append(np.where(empty, fill[c], raw)[:, None] if fill else raw[:, None])
+        names.append(str(c))
+        if c in indicate:
+            parts.append(empty[:, None].astype(float))
+            names.append(f"{c}={MISSING}")
     return np.concatenate(parts, axis=1), names
 
 
@@ -106,7 +151,9 @@ class Table(ClassificationData):
     one-hot encoded), and either ``label_column`` (one label per row: multi-class; any values,
     their sorted distinct values are the classes) or ``label_columns`` (0/1 columns:
     multi-label). An optional ``split`` column (train/val/test) fixes the splits; missing ones
-    are carved from train by ``split_seed``. ``feature_columns`` null: every other column."""
+    are carved from train by ``split_seed``. ``feature_columns`` null: every other column.
+    ``missing``: ``refuse`` an empty feature cell (naming it), or ``impute`` it
+    (:func:`fill_values`)."""
 
     def __init__(
         self,
@@ -116,6 +163,7 @@ class Table(ClassificationData):
         label_column: str | None = None,
         label_columns: Sequence[str] | None = None,
         feature_columns: Sequence[str] | None = None,
+        missing: Literal["refuse", "impute"] = "refuse",
         split_column: str = "split",
         val_size: float = 0.1,
         test_size: float = 0.2,
@@ -129,6 +177,13 @@ class Table(ClassificationData):
         self.path = Path(path).expanduser().resolve()
         if not self.path.is_file():
             raise LossbenchError(f"dataset.path={path}: there is no such file. Fix: give its path")
+        if missing not in ("refuse", "impute"):
+            raise LossbenchError(
+                f"dataset.missing={missing!r} is not one of refuse, impute. Fix: "
+                "`dataset.missing=impute` fills empty feature cells (a numeric column's training "
+                "median and a `c=<missing>` indicator; a text column's own `<missing>` category)"
+            )
+        self.missing = missing
         self.labels = [label_column] if label_column else list(label_columns or [])
         self.features = list(feature_columns) if feature_columns else None
         self.split_column, self.sizes, self.split_seed = (
@@ -139,6 +194,8 @@ class Table(ClassificationData):
         self.classes: list[str] = []
         self.inputs: list[str] = []  # the feature columns as the file has them
         self.categories: dict[str, list[str]] = {}  # text feature column -> its categories
+        self.fill: dict[str, float] = {}  # missing=impute: numeric column -> its fill value
+        self.indicate: list[str] = []  # missing=impute: numeric columns given c=<missing>
         self._width = 0
 
     @classmethod
@@ -180,8 +237,10 @@ class Table(ClassificationData):
         file's columns (``inputs``) and their ``categories``, which ``lossbench.predict`` encodes
         as in training."""
         spec = super().preprocessing()
-        if self.categories:
+        if self.categories or self.fill:
             spec.update(inputs=self.inputs, categories=self.categories)
+        if self.fill:
+            spec.update(fill=self.fill, indicate=self.indicate)
         return spec
 
     def split_of(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -227,14 +286,24 @@ class Table(ClassificationData):
             raise LossbenchError(f"{self.path} has no feature column. Fix: add feature columns")
         from sklearn.preprocessing import StandardScaler
 
-        if (empty := first_empty(frame, features)) is not None:
+        empty = first_empty(frame, features)
+        if empty is not None and self.missing == "refuse":
             raise LossbenchError(
                 f"{self.path}: row {empty[0]}, column {empty[1]!r} is empty or NaN. Fix: "
-                "fill or drop the rows with missing values"
+                "fill or drop the rows with missing values, or `dataset.missing=impute`"
             )
         self.inputs = list(features)
         self.categories = categories_of(frame, features, rows["train"], self.path)
-        x, names = encode(frame, features, self.categories)
+        if self.missing == "impute":
+            self.fill, self.indicate = fill_values(
+                frame, features, self.categories, rows["train"], self.path
+            )
+            if empty is not None:
+                cells = frame[features].isna().sum()
+                where = ", ".join(f"{c} {n}" for c, n in cells.items() if n)
+                log.info("%s: %d empty cells filled (dataset.missing=impute): %s",
+                         self.path.name, int(cells.sum()), where)  # fmt: skip
+        x, names = encode(frame, features, self.categories, self.fill, self.indicate)
         y = self._targets(frame)
         scaler = StandardScaler().fit(x[rows["train"]])
         self._width = x.shape[1]
