@@ -165,6 +165,11 @@ def test_table_multiclass_and_multilabel(own: Path, suffix: str) -> None:
     multi.setup()
     assert multi.task == "multilabel" and multi.input_shape == (2,) and multi.num_classes == 2
     assert set(multi.splits["test"].tensors[1].sum(1).tolist()) == {1.0}
+    fewer = make_datamodule("table", own, batch_size=16, path=path, label_column="species",
+                            ignore_columns=["b", "tag_y"])  # fmt: skip
+    fewer.setup()
+    assert fewer.feature_stats[0] == ["a", "tag_x"]
+    torch.testing.assert_close(fewer.splits["train"].tensors[0], x[:, [0, 2]])
 
 
 def test_yeast_is_mulans_split() -> None:

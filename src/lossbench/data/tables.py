@@ -86,7 +86,7 @@ def categories_of(
             raise LossbenchError(
                 f"{path}: text feature column {c!r} has {len(found[c])} distinct values in the "
                 f"training split (at most {MAX_CATEGORIES} are one-hot encoded): an id or free "
-                "text? Fix: leave it out with dataset.feature_columns=[...], or encode it as "
+                f"text? Fix: leave it out with `dataset.ignore_columns=[{c}]`, or encode it as "
                 "numbers"
             )
     return found
@@ -109,7 +109,7 @@ def fill_values(
         if seen.isna().all():
             raise LossbenchError(
                 f"{path}: feature column {c!r} is empty in every training row, so nothing can "
-                "fill it. Fix: leave it out with dataset.feature_columns=[...]"
+                f"fill it. Fix: leave it out with `dataset.ignore_columns=[{c}]`"
             )
         fill[str(c)] = float(seen.median())
         if seen.isna().any():
@@ -151,7 +151,8 @@ class Table(ClassificationData):
     one-hot encoded), and either ``label_column`` (one label per row: multi-class; any values,
     their sorted distinct values are the classes) or ``label_columns`` (0/1 columns:
     multi-label). An optional ``split`` column (train/val/test) fixes the splits; missing ones
-    are carved from train by ``split_seed``. ``feature_columns`` null: every other column.
+    are carved from train by ``split_seed``. ``feature_columns`` null: every other column but
+    those in ``ignore_columns`` (an id, a date, a leak of the label).
     ``missing``: ``refuse`` an empty feature cell (naming it), or ``impute`` it
     (:func:`fill_values`)."""
 
@@ -163,6 +164,7 @@ class Table(ClassificationData):
         label_column: str | None = None,
         label_columns: Sequence[str] | None = None,
         feature_columns: Sequence[str] | None = None,
+        ignore_columns: Sequence[str] = (),
         missing: Literal["refuse", "impute"] = "refuse",
         split_column: str = "split",
         val_size: float = 0.1,
@@ -186,6 +188,7 @@ class Table(ClassificationData):
         self.missing = missing
         self.labels = [label_column] if label_column else list(label_columns or [])
         self.features = list(feature_columns) if feature_columns else None
+        self.ignored = list(ignore_columns)
         self.split_column, self.sizes, self.split_seed = (
             split_column,
             (val_size, test_size),
@@ -273,7 +276,8 @@ class Table(ClassificationData):
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         frame = self.frame()
-        unknown = [c for c in self.labels + (self.features or []) if c not in frame.columns]
+        named = self.labels + (self.features or []) + self.ignored
+        unknown = [c for c in named if c not in frame.columns]
         if unknown:
             raise LossbenchError(
                 f"{self.path} has no column {', '.join(map(repr, unknown))}; its columns: "
@@ -282,6 +286,7 @@ class Table(ClassificationData):
         rows = self.split_of(frame)
         skip = {*self.labels, self.split_column}
         features = self.features or [c for c in frame.columns if c not in skip]
+        features = [c for c in features if c not in self.ignored]
         if not features:
             raise LossbenchError(f"{self.path} has no feature column. Fix: add feature columns")
         from sklearn.preprocessing import StandardScaler
