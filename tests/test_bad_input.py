@@ -68,8 +68,17 @@ def data_dir(folder: Path) -> list[str]:
 
 
 def folder_without_train(tmp: Path) -> list[str]:
-    (tmp / "images" / "training" / "cat").mkdir(parents=True)
+    (tmp / "images" / "val" / "cat").mkdir(parents=True)
     return ["dataset=image_folder", f"dataset.root={tmp / 'images'}"]
+
+
+def folder_of_one_class(tmp: Path) -> list[str]:
+    """A split folder misnamed (``training/``) is taken as the one class folder of the root."""
+    from PIL import Image
+
+    (tmp / "images" / "training" / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp / "images" / "training" / "cat" / "0.png")
+    return ["dataset=image_folder", f"dataset.root={tmp / 'images'}", "dataset.image_size=8"]
 
 
 def table_file(tmp: Path, **columns: list) -> Path:
@@ -175,7 +184,10 @@ RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], list[str]] | None]] 
     "bad Trainer value": ([*MULTILABEL, "trainer.precision=77"], "Trainer refused", None),
     "optimized metric not monitored": (["optimized_metric=val/f1_macro_best"],
                                        "set `checkpoint.monitor=val/f1_macro`", None),
-    "image folder without train/": ([], "has no train/ folder", folder_without_train),
+    "image folder with val/ but no train/": ([], "has val/ but no train/ folder",
+                                             folder_without_train),
+    "image folder of one class": ([], r"images/ has images of one class only \(training\): a "
+                                  "classifier needs at least 2", folder_of_one_class),
     "unknown label column": ([], "has no column 'label'; its columns: x, y", unknown_label_column),
     "feature column of numbers and text": ([], "feature column 'x' holds numbers and text such "
                                            "as '1,5'", numbers_and_text),

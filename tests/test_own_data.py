@@ -93,6 +93,21 @@ def test_image_folder_layout_sizes_and_class_names(own: Path) -> None:
     assert data.origin == str(own / "folders")
 
 
+def test_image_folder_of_class_folders_alone_carves_every_split(own: Path) -> None:
+    """torchvision's ImageFolder layout, ``root/<class>/``: val and test carved from it."""
+    root = own / "folders" / "train"
+    data = make_datamodule("image_folder", own / "data", root=str(root), **FOLDER)
+    data.prepare_data()
+    data.setup()
+    assert data.class_names == list(CLASSES)
+    sizes = {k: len(v) for k, v in data.splits.items()}
+    files = [f for f in root.rglob("*") if f.suffix in (".png", ".jpg")]
+    assert sum(sizes.values()) == len(files) == 36
+    assert sizes["test"] == 9 and sizes["val"] == 9  # val_size, test_size: 0.25 of 36
+    counts = torch.bincount(torch.cat([d.tensors[1] for d in data.splits.values()]))
+    assert counts.tolist() == [sum(f.parent.name == c for f in files) for c in CLASSES]
+
+
 def test_streamed_and_in_memory_give_the_same_batches(own: Path) -> None:
     memory = folder_data(own, in_memory=True)
     streamed = folder_data(own, in_memory=False, num_workers=2)

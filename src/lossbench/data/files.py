@@ -203,38 +203,43 @@ def _existing_folder(root: str | None, key: str) -> Path:
 
 @DATASETS.register("image_folder")
 class ImageFolder(ImageSet):
-    """``root/train/<class>/*.png|jpg|...`` (torchvision's ``ImageFolder`` layout), optionally
-    ``root/val/`` and ``root/test/`` with the same class folders; a missing split is carved
-    from ``train/``. Class names are the folder names."""
+    """``root/<class>/*.png|jpg|...`` (torchvision's ``ImageFolder`` layout: every split carved
+    from it), or ``root/train/<class>/...`` with optionally ``root/val/`` and ``root/test/`` of
+    the same class folders (a missing split is carved from ``train/``). Class names are the
+    folder names."""
 
     task = "multiclass"
 
     def __init__(self, root: str | None = None, **params: Any) -> None:
         super().__init__(**params)
         self.root = _existing_folder(root, "dataset.root")
-        if not (self.root / "train").is_dir():
+        splits = [s for s in SPLITS if (self.root / s).is_dir()]
+        if splits and "train" not in splits:
             raise LossbenchError(
-                f"dataset.root={self.root} has no train/ folder. Fix: put the training images "
-                f"in {self.root}/train/<class name>/ (optionally val/ and test/ beside it)"
+                f"dataset.root={self.root} has {'/, '.join(splits)}/ but no train/ folder. Fix: "
+                f"put the training images in {self.root}/train/<class name>/"
             )
+        self.train_dir = self.root / "train" if splits else self.root  # else: classes at root
 
     @property
     def origin(self) -> str:
         return str(self.root)
 
     def listing(self) -> tuple[dict[str, list | None], list[str]]:
+        layout = (
+            f"{self.root}/<class name>/ (one folder per class), or "
+            f"{self.root}/train/<class name>/ with optional val/ and test/ beside it"
+        )
         try:
-            classes, index = find_classes(str(self.root / "train"))
+            classes, index = find_classes(str(self.train_dir))
         except FileNotFoundError:
             raise LossbenchError(
-                f"{self.root}/train/ has no class folder. Fix: put the images in "
-                "train/<class name>/, one folder per class"
+                f"{self.train_dir}/ has no class folder. Fix: put the images in {layout}"
             ) from None
-        out: dict[str, list | None] = {}
-        for split in SPLITS:
-            folder = self.root / split
+        out: dict[str, list | None] = dict.fromkeys(SPLITS)
+        for split in SPLITS if self.train_dir != self.root else ["train"]:
+            folder = self.root / split if self.train_dir != self.root else self.root
             if not folder.is_dir():
-                out[split] = None
                 continue
             extra = set(find_classes(str(folder))[0]) - set(classes)
             if extra:
@@ -246,8 +251,13 @@ class ImageFolder(ImageSet):
             out[split] = [(Path(p), c) for p, c in found]
         if not out["train"]:
             raise LossbenchError(
-                f"{self.root}/train/ holds no image ({', '.join(IMG_EXTENSIONS)}) in a class "
-                "folder. Fix: put the images in train/<class name>/"
+                f"{self.train_dir}/ holds no image ({', '.join(IMG_EXTENSIONS)}) in a class "
+                f"folder. Fix: put the images in {layout}"
+            )
+        if len({c for _, c in out["train"]}) < 2:
+            raise LossbenchError(
+                f"{self.train_dir}/ has images of one class only ({classes[out['train'][0][1]]}):"
+                f" a classifier needs at least 2. Fix: put the images in {layout}"
             )
         return out, classes
 
