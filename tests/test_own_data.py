@@ -187,6 +187,33 @@ def test_table_multiclass_and_multilabel(own: Path, suffix: str) -> None:
     torch.testing.assert_close(fewer.splits["train"].tensors[0], x[:, [0, 2]])
 
 
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("semicolons.csv", dict(sep=";", decimal=",")), ("tabs.tsv", dict(sep="\t")),
+     ("pipes.csv.gz", dict(sep="|")), ("semicolons-points.csv", dict(sep=";"))],
+)  # fmt: skip
+def test_a_table_with_other_delimiters_reads_as_the_comma_csv(
+    own: Path, name: str, options: dict
+) -> None:
+    """A spreadsheet's export (``;`` between cells, decimal commas), a TSV, ``|``: the delimiter
+    is sniffed, and the splits equal the comma CSV's."""
+    table = pd.read_csv(own / "table.csv")
+    table["kind"] = np.where(table["b"] > 0, "up", "down")  # a text column beside the numbers
+    table.to_csv(own / "comma.csv", index=False)
+    table.to_csv(own / name, index=False, **options)
+    loaded = []
+    for path in (own / "comma.csv", own / name):
+        data = make_datamodule("table", own, batch_size=16, path=str(path),
+                               label_column="species")  # fmt: skip
+        data.setup()
+        loaded.append(data)
+    assert loaded[1].feature_stats[0] == ["a", "b", "tag_x", "tag_y", "kind=down", "kind=up"]
+    for split in ("train", "val", "test"):
+        for mine, theirs in zip(loaded[1].splits[split].tensors, loaded[0].splits[split].tensors,
+                                strict=True):  # fmt: skip
+            torch.testing.assert_close(mine, theirs)
+
+
 def test_yeast_is_mulans_split() -> None:
     data = make_datamodule("yeast", "/nonexistent", batch_size=64, val_size=0.2, split_seed=0)
     data.setup()

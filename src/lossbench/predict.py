@@ -65,7 +65,7 @@ def inputs(path: Path, spec: dict[str, Any]) -> tuple[list[str], Tensor]:
         if not files:
             raise LossbenchError(f"--input {path} holds no image ({', '.join(IMG_EXTENSIONS)})")
         return [str(f.relative_to(path)) for f in files], images(files, pre)
-    if path.suffix not in (".csv", ".gz", ".parquet"):
+    if path.suffix not in (".csv", ".tsv", ".gz", ".parquet"):
         raise LossbenchError(f"--input {path}: give a folder of images or a .csv / .parquet file")
     from lossbench.data.tables import encode, first_empty, read_table
 

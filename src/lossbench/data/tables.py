@@ -25,14 +25,41 @@ if TYPE_CHECKING:  # pandas and scikit-learn are imported by the table datasets 
     import pandas as pd
 
 
+def delimiter_of(path: Path) -> str:
+    """A CSV's delimiter, sniffed from its first lines by the standard library's ``csv.Sniffer``
+    among ``, ; tab |``; a comma where it cannot tell."""
+    import csv
+    import gzip
+
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rt", errors="replace") as f:
+        head = f.read(1 << 16)
+    if len(head) == 1 << 16:
+        head = head.rsplit("\n", 1)[0]  # whole lines only
+    try:
+        return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+DECIMAL_COMMA = r"[-+]?\d*,\d+"  # 1,5: a decimal comma (a spreadsheet's CSV with ; between cells)
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """A CSV (also gzipped) or Parquet file as a DataFrame."""
+    """A CSV (also gzipped; cells separated by ``,``, ``;``, tabs or ``|``) or Parquet file as a
+    DataFrame. A file with ``;`` between cells whose text columns are numbers with decimal
+    commas (``1,5``: a spreadsheet's export in many locales) is read with ``decimal=","``."""
     import pandas as pd
+    from pandas.api.types import is_numeric_dtype
 
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        sep = delimiter_of(path)
+        frame = pd.read_csv(path, sep=sep)
+        text = [frame[c].dropna().astype(str) for c in frame if not is_numeric_dtype(frame[c])]
+        if sep == ";" and any(len(t) and t.str.fullmatch(DECIMAL_COMMA).all() for t in text):
+            frame = pd.read_csv(path, sep=sep, decimal=",")
+        return frame
     except (ValueError, OSError, UnicodeDecodeError, ImportError) as err:
         raise LossbenchError(
             f"{path} cannot be read as CSV or Parquet ({err}). Fix: save it as .csv or .parquet"
