@@ -18,6 +18,7 @@ from PIL import Image
 from conftest import compose_cfg, run_train, sqlite_uri
 from lossbench.data import make_datamodule
 from lossbench.data.archives import decode_cifar, decode_svhn
+from lossbench.data.base import split_indices
 from lossbench.errors import LossbenchError
 from lossbench.training import run
 
@@ -106,6 +107,8 @@ def test_image_folder_of_class_folders_alone_carves_every_split(own: Path) -> No
     assert sizes["test"] == 9 and sizes["val"] == 9  # val_size, test_size: 0.25 of 36
     counts = torch.bincount(torch.cat([d.tensors[1] for d in data.splits.values()]))
     assert counts.tolist() == [sum(f.parent.name == c for f in files) for c in CLASSES]
+    for split in ("val", "test"):  # 12 images per class: stratified, 3 of each in 9
+        assert torch.bincount(data.splits[split].tensors[1]).tolist() == [3, 3, 3]
 
 
 def test_streamed_and_in_memory_give_the_same_batches(own: Path) -> None:
@@ -212,6 +215,41 @@ def test_a_table_with_other_delimiters_reads_as_the_comma_csv(
         for mine, theirs in zip(loaded[1].splits[split].tensors, loaded[0].splits[split].tensors,
                                 strict=True):  # fmt: skip
             torch.testing.assert_close(mine, theirs)
+
+
+def test_carved_splits_are_stratified_by_class(tmp_path: Path, caplog) -> None:
+    """val and test carved from a table of 5% `rare` rows hold 5% of it too (scikit-learn's
+    train_test_split(stratify=...)); stratify=false gives the seeded permutation; a class of one
+    row cannot be stratified: said, and carved at random."""
+    rng = np.random.default_rng(0)
+    y = np.array(["common"] * 380 + ["rare"] * 20)
+    rng.shuffle(y)
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": rng.normal(size=400), "y": y}).to_csv(path, index=False)
+
+    def rows(**options) -> dict[str, np.ndarray]:
+        data = make_datamodule("table", tmp_path, batch_size=16, path=str(path), label_column="y",
+                               val_size=0.1, test_size=0.2, **options)  # fmt: skip
+        return data.split_of(pd.read_csv(path))
+
+    split = rows()
+    assert {k: len(v) for k, v in split.items()} == {"train": 280, "val": 40, "test": 80}
+    assert sorted(np.concatenate(list(split.values()))) == list(range(400))
+    assert [(y[split[s]] == "rare").sum() for s in ("train", "val", "test")] == [14, 2, 4]
+    assert not np.array_equal(rows(split_seed=1)["test"], split["test"])
+    assert all(np.array_equal(rows()[s], split[s]) for s in split)  # fixed by split_seed
+    plain = rows(stratify=False)
+    val, test, train = split_indices(400, [40, 80, 280], 0)
+    assert [plain[s].tolist() for s in ("val", "test", "train")] == [
+        val.tolist(), test.tolist(), train.tolist()]  # fmt: skip
+
+    y[np.flatnonzero(y == "rare")[1:]] = "common"  # one rare row
+    pd.DataFrame({"x": rng.normal(size=400), "y": y}).to_csv(path, index=False)
+    with caplog.at_level("WARNING"):
+        lone = rows()
+    assert "carved at random, not stratified by class" in caplog.text
+    assert [lone[s].tolist() for s in ("val", "test", "train")] == [
+        val.tolist(), test.tolist(), train.tolist()]  # fmt: skip
 
 
 def test_yeast_is_mulans_split() -> None:

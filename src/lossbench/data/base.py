@@ -6,6 +6,7 @@ of the same permutation, decoded per sample by DataLoader workers into pinned me
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from lossbench.errors import LossbenchError
 from lossbench.heads import Task
 from lossbench.registry import Registry
 
+log = logging.getLogger(__name__)
 DATASETS: Registry[type[ClassificationData]] = Registry("dataset")
 SPLITS = ("train", "val", "test")
 Augment = Callable[[Tensor], Tensor]  # one uint8 image (C, H, W) → an augmented one
@@ -47,6 +49,32 @@ def split_indices(n: int, sizes: Sequence[int], seed: int) -> list[Tensor]:
     """Disjoint index sets of the given sizes from a seeded permutation of ``range(n)``."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return list(torch.split(order[: sum(sizes)], list(sizes)))
+
+
+def carve(
+    n: int, sizes: Sequence[int], seed: int, labels: Sequence[Any] | None = None
+) -> list[Tensor]:
+    """Disjoint index sets of ``sizes`` (summing to ``n``) from ``range(n)``, fixed by ``seed``.
+    With ``labels`` (one class per sample), each set but the last is drawn stratified by
+    class, as scikit-learn's ``train_test_split(stratify=labels)`` draws it, so that every set
+    keeps the classes' proportions (a rare class is not left out of a small test split by
+    chance); where a class has too few samples for that, and without labels, the sets are
+    :func:`split_indices`'."""
+    if labels is None:
+        return split_indices(n, sizes, seed)
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    y, rest, parts = np.asarray(labels), np.arange(n), []
+    try:
+        for size in sizes[:-1]:
+            rest, part = train_test_split(rest, test_size=size, stratify=y[rest],
+                                          random_state=seed)  # fmt: skip
+            parts.append(torch.from_numpy(part))
+    except ValueError as err:  # a class of one sample, or more classes than a set's samples
+        log.warning("the splits are carved at random, not stratified by class: %s", err)
+        return split_indices(n, sizes, seed)
+    return [*parts, torch.from_numpy(rest)]
 
 
 def count(size: float, n: int, key: str) -> int:

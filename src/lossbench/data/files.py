@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from lossbench.data.base import DATASETS, SPLITS, ClassificationData, count, split_indices
+from lossbench.data.base import DATASETS, SPLITS, ClassificationData, carve, count
 from lossbench.data.images import writable
 from lossbench.errors import LossbenchError, check_range
 from lossbench.heads import Task
@@ -75,9 +75,11 @@ class ImageSet(ClassificationData):
         num_workers: int,
         mean: float | Sequence[float] | None,
         std: float | Sequence[float] | None,
+        stratify: bool = True,
         shuffle_seed: int = 0,
     ) -> None:
         super().__init__(data_dir, batch_size, shuffle_seed, mean, std)
+        self.stratify = stratify
         if channels not in MODES:
             raise LossbenchError(
                 f"dataset.channels={channels} is out of range: it must be 1 (gray) or 3 "
@@ -121,7 +123,8 @@ class ImageSet(ClassificationData):
         )
 
     def _carve(self, listed: dict[str, list | None]) -> dict[str, list]:
-        """Missing val/test splits carved from train (fixed by ``split_seed``)."""
+        """Missing val/test splits carved from train (fixed by ``split_seed``; multi-class:
+        stratified by class where ``stratify``)."""
         train = listed["train"] or []
         missing = [s for s in ("val", "test") if not listed.get(s)]
         n = len(train)
@@ -132,7 +135,8 @@ class ImageSet(ClassificationData):
                 f"carving {', '.join(missing)} from the {n} training images leaves none to "
                 "train on; lower dataset.val_size / dataset.test_size, or add val/ and test/"
             )
-        parts = split_indices(n, [*wanted, n - sum(wanted)], self.split_seed)
+        labels = [c for _, c in train] if self.stratify and self.task == "multiclass" else None
+        parts = carve(n, [*wanted, n - sum(wanted)], self.split_seed, labels)
         out = {s: listed[s] for s in SPLITS if listed.get(s)}
         for split, idx in zip([*missing, "train"], parts, strict=True):
             out[split] = [train[i] for i in idx.tolist()]

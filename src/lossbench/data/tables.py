@@ -15,7 +15,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lossbench.data.base import DATASETS, SPLITS, ClassificationData, count, split_indices
+from lossbench.data.base import (
+    DATASETS,
+    SPLITS,
+    ClassificationData,
+    carve,
+    count,
+    split_indices,
+)
 from lossbench.errors import LossbenchError
 from lossbench.heads import Task
 
@@ -197,9 +204,11 @@ class Table(ClassificationData):
         val_size: float = 0.1,
         test_size: float = 0.2,
         split_seed: int = 0,
+        stratify: bool = True,
         shuffle_seed: int = 0,
     ) -> None:
         super().__init__(data_dir, batch_size, shuffle_seed)
+        self.stratify = stratify
         self.task = self.task_of({"label_column": label_column, "label_columns": label_columns})
         if not path:
             raise LossbenchError("dataset.path is not set. Fix: `dataset.path=/path/to/data.csv`")
@@ -274,7 +283,8 @@ class Table(ClassificationData):
         return spec
 
     def split_of(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Row indices per split: the split column's, with missing splits carved from train."""
+        """Row indices per split: the split column's, with missing splits carved from train
+        (multi-class: stratified by class where ``stratify``)."""
         n = len(frame)
         if self.split_column in frame.columns:
             values = frame[self.split_column].astype(str)
@@ -296,7 +306,10 @@ class Table(ClassificationData):
                 f"{self.path}: carving {', '.join(missing)} from {len(train)} training rows "
                 "leaves none to train on; lower dataset.val_size / dataset.test_size"
             )
-        parts = split_indices(len(train), [*wanted, len(train) - sum(wanted)], self.split_seed)
+        labels = None
+        if self.stratify and self.task == "multiclass":
+            labels = frame[self.labels[0]].astype(str).to_numpy()[train]
+        parts = carve(len(train), [*wanted, len(train) - sum(wanted)], self.split_seed, labels)
         for split, idx in zip([*missing, "train"], parts, strict=True):
             given[split] = train[idx.numpy()]
         return given
