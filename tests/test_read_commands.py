@@ -178,6 +178,49 @@ def test_sweep_end_says_a_reason_once_for_the_jobs_that_share_it() -> None:
     ]
 
 
+def test_runs_of_one_pair_that_differ_in_config_are_settings_of_their_own(tmp_path: Path) -> None:
+    """A sweep over models (model=mlp,cnn) runs every pair twice per seed: the table and the
+    report keep the models apart (they used to pool them, and average one run per seed). What
+    says only where a run is stored (data_dir) or a key older runs lack sets nothing apart; of
+    two runs of one config and seed (rerun=true), the report counts the newest."""
+    import time
+
+    from lossbench.report.pairs import load
+
+    client = prepare_store(sqlite_uri(tmp_path / "mlflow.db"), "lossbench")
+    exp = client.get_experiment_by_name("lossbench").experiment_id
+    own = {"mlp": {"model/hidden": 128}, "cnn": {"model/channels": "[32, 64]"}}
+    acc = {("mlp", "ce"): 0.90, ("mlp", "focal"): 0.91, ("cnn", "ce"): 0.96, ("cnn", "focal"): 0.95}
+    runs = [(m, loss, seed, acc[m, loss] + seed / 1000) for m, loss in acc for seed in (1, 2)]
+    runs.append(("mlp", "ce", 1, 0.5))  # a rerun, newer: it counts
+    for i, (model, loss, seed, value) in enumerate(runs):
+        tags = {"dataset": "digits", "head": "softmax", "loss": loss, "seed": str(seed)}
+        run = client.create_run(exp, tags=tags, start_time=int(time.time() * 1000) + i)
+        params = {"model/name": model, **own[model], "optimizer/lr": 0.001, "seed": seed,
+                  "loss/name": loss, "data_dir": f"/data/{i}", **({"dataset/missing": "refuse"}
+                  if i % 2 else {})}  # fmt: skip
+        for key, v in params.items():
+            client.log_param(run.info.run_id, key, v)
+        client.log_metric(run.info.run_id, "test/acc", value)
+        client.set_terminated(run.info.run_id)
+    found = summary.find_runs(client, "lossbench")
+    labels = summary.conditions(found)
+    assert sorted(set(labels.values())) == ["model=cnn", "model=mlp"]
+    console = Console(width=200, record=True)
+    console.print(summary.table(found, "models"))
+    text = console.export_text()
+    assert " config " in text
+    rows = re.findall(r"digits +(model=\w+) +softmax +(\w+) +(\d) .* (0\.\d+) ", text)
+    assert [r[0] for r in rows] == ["model=cnn"] * 4 + ["model=mlp"] * 5  # grouped by model
+    pairs, _ = load(client, "lossbench", None)
+    by = {(p.setting, p.loss): p.by_seed("test/acc") for p in pairs}
+    assert by == {("digits, model=cnn", "ce"): {1: 0.961, 2: 0.962},
+                  ("digits, model=cnn", "focal"): {1: 0.951, 2: 0.952},
+                  ("digits, model=mlp", "ce"): {1: 0.5, 2: 0.902},
+                  ("digits, model=mlp", "focal"): {1: 0.911, 2: 0.912}}  # fmt: skip
+    assert all(len(p.runs) == 2 for p in pairs)
+
+
 def test_summary_groups_runs_by_stress_and_names_it(tmp_path: Path) -> None:
     """Runs recorded (no training) in a real store: clean, imbalanced and noisy settings of one
     dataset, with accuracies that would interleave them if ranked across settings."""

@@ -12,7 +12,7 @@ import numpy as np
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from lossbench.report.summary import find_runs, stress_of, variants
+from lossbench.report.summary import conditions, find_runs, stress_of, variants
 from lossbench.tracking.mlflow_run import CONFUSION, RELIABILITY
 from lossbench.tracking.store import quiet_downloads
 
@@ -49,24 +49,31 @@ class Pair:
         return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def setting_of(run: Run) -> str:
-    """The dataset and the stress conditions of a run, as a heading."""
-    return ", ".join(s for s in (run.data.tags["dataset"], stress_of(run)) if s)
+def setting_of(run: Run, condition: str = "") -> str:
+    """The dataset, the stress conditions and the config values that set the run apart from
+    others of its pair (``summary.conditions``), as a heading."""
+    return ", ".join(s for s in (run.data.tags["dataset"], stress_of(run), condition) if s)
 
 
 def load(client: MlflowClient, experiment: str, sweep: str | None) -> tuple[list[Pair], list[Run]]:
     """The FINISHED runs grouped by setting and pair (with their val/loss curves), and the
     other runs. A loss (head) parameter that varies between runs of the same loss (head) names
-    the pair, e.g. ``sigmoid + bce_logits [binary_outputs=2]``."""
+    the pair, e.g. ``sigmoid + bce_logits [binary_outputs=2]``; other config values that vary
+    within a pair (``model=cnn``) make settings of their own. Of runs of one pair and seed in a
+    setting (``rerun=true``), the newest counts."""
     runs = find_runs(client, experiment, sweep, limit=5000)  # earlier reports left out
     finished = [r for r in runs if r.info.status == "FINISHED"]
     others = [r for r in runs if r.info.status != "FINISHED"]
-    variant_of = variants(finished, setting_of)
+    condition = conditions(finished)
+    settings = {r.info.run_id: setting_of(r, condition[r.info.run_id]) for r in finished}
+    variant_of = variants(finished, lambda r: settings[r.info.run_id])
     pairs: dict[tuple, Pair] = {}
-    for r in finished:
-        t, setting, variant = r.data.tags, setting_of(r), variant_of[r.info.run_id]
+    for r in finished:  # newest first
+        t, setting, variant = r.data.tags, settings[r.info.run_id], variant_of[r.info.run_id]
         pair = pairs.setdefault((setting, t["head"], t["loss"], variant),
                                 Pair(setting, t["head"], t["loss"], variant))  # fmt: skip
+        if any(seen.data.tags["seed"] == t["seed"] for seen in pair.runs):
+            continue  # an older run of the same config
         pair.runs.append(r)
         history = sorted(client.get_metric_history(r.info.run_id, "val/loss"), key=lambda m: m.step)
         pair.val_curves.append([m.value for m in history])

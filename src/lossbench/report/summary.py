@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lossbench.errors import LossbenchError, check_writable_dir, exit_on_user_error
-from lossbench.tracking.mlflow_run import sweep_id
+from lossbench.tracking.mlflow_run import NOT_HASHED, sweep_id
 from lossbench.tracking.store import (
     close_stale,
     experiment_named,
@@ -92,11 +92,12 @@ def _stress(run: Run) -> tuple[str, float, float]:
     return kind, rate, max(float(p.get("dataset/imbalance/factor", 1) or 1), 1.0)
 
 
-def _rank(run: Run) -> tuple:
-    """Dataset, then stress (clean first, then by imbalance, noise), then best test acc first."""
+def _rank(run: Run, condition: str = "") -> tuple:
+    """Dataset, then stress (clean first, then by imbalance, noise), then the other conditions,
+    then best test acc first."""
     kind, rate, factor = _stress(run)
     acc = run.data.metrics.get("test/acc", float("-inf"))
-    return run.data.tags.get("dataset", "?"), kind, rate, factor, -acc
+    return run.data.tags.get("dataset", "?"), kind, rate, factor, condition, -acc
 
 
 def stress_of(run: Run) -> str:
@@ -104,6 +105,49 @@ def stress_of(run: Run) -> str:
     kind, rate, factor = _stress(run)
     parts = [f"{kind} noise {rate:g}"] if rate else []
     return ", ".join([*parts, f"imbalance {factor:g}"] if factor > 1 else parts)
+
+
+# Params that never tell settings apart: where or how a run is stored or shown (the config
+# hash's NOT_HASHED keys), and what the table names otherwise (head, loss, seed, stress).
+NOT_CONDITIONS = (
+    *(k.replace(".", "/") for k in NOT_HASHED), "seed", "head", "loss", "output_dir",
+    "data_source", "dataset/name", "dataset/noise", "dataset/imbalance",
+)  # fmt: skip
+CHOICES = ("/name", "/_target_")  # the param that says which option of a config group ran
+
+
+def conditions(runs: list[Run]) -> dict[str, str]:
+    """Per run id, the config values that vary between runs of one pair (dataset, stress, head,
+    loss and its parameters), e.g. ``model=cnn`` or ``optimizer.lr=0.01``: such runs are not
+    seeds of one comparison but settings of their own; "" where none varies. A group's choice
+    (``model/name``, ``optimizer/_target_``) names it; its other parameters are left out."""
+
+    def config(r: Run) -> dict[str, str]:
+        return {k: v for k, v in r.data.params.items()
+                if not any(k == n or k.startswith(n + "/") for n in NOT_CONDITIONS)}  # fmt: skip
+
+    def where(r: Run) -> tuple[Any, str]:
+        return r.data.tags.get("dataset"), stress_of(r)
+
+    pairs: dict[tuple, list[dict[str, str]]] = defaultdict(list)
+    for r in runs:
+        own = sorted((k, v) for k, v in r.data.params.items() if k.startswith(("loss/", "head/")))
+        pairs[where(r), r.data.tags.get("head"), r.data.tags.get("loss"), tuple(own)].append(
+            config(r))  # fmt: skip
+    varying: dict[tuple, set[str]] = defaultdict(set)
+    for (setting, *_), configs in pairs.items():  # a key varies among the runs that have it
+        varying[setting] |= {k for c in configs for k in c
+                             if len({d[k] for d in configs if k in d}) > 1}  # fmt: skip
+    out = {}
+    for r in runs:
+        keys, params = varying[where(r)], r.data.params
+        chosen = {k.split("/")[0] for k in keys if k.endswith(CHOICES)}
+        named = [f"{k.split('/')[0]}={params[k]}" if k.endswith(CHOICES)
+                 else f"{k.replace('/', '.')}={params[k]}"
+                 for k in sorted(keys) if k in params
+                 and (k.endswith(CHOICES) or k.split("/")[0] not in chosen)]  # fmt: skip
+        out[r.info.run_id] = ", ".join(named)
+    return out
 
 
 def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> dict[str, str]:
@@ -134,15 +178,17 @@ def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> di
 
 
 def table(runs: list[Run], title: str) -> Table:
-    """Runs by dataset and stress conditions, each setting's ranked by test accuracy. Columns:
-    dataset, stress (label noise, imbalance; where any run has them), head, loss, variant (where
-    loss or head parameters vary), seed, lr, status and test metrics (for multi-label sets:
-    exact-match acc, Hamming acc, micro-F1, mAP)."""
+    """Runs by dataset, stress conditions and other config values that vary within a pair, each
+    setting's ranked by test accuracy. Columns: dataset, stress (label noise, imbalance; where any
+    run has them), config (:func:`conditions`, where any), head, loss, variant (where loss or
+    head parameters vary), seed, lr, status and test metrics (for multi-label sets: exact-match
+    acc, Hamming acc, micro-F1, mAP)."""
     shown = columns(runs)
     variant = variants(runs)
     stress = {r.info.run_id: stress_of(r) for r in runs}
-    own = {"stress": stress, "variant": variant}  # columns that are not tags
-    tags = [TAGS[0], *(["stress"] if any(stress.values()) else []), *TAGS[1:3],
+    condition = conditions(runs)
+    own = {"stress": stress, "config": condition, "variant": variant}  # columns, not tags
+    tags = [TAGS[0], *(c for c in ("stress", "config") if any(own[c].values())), *TAGS[1:3],
             *(["variant"] if any(variant.values()) else []), *TAGS[3:]]  # fmt: skip
     caption = "multi-label acc: exact match" if "test/map" in shown else None
     out = Table(title=title, box=box.SIMPLE_HEAD, caption=caption)
@@ -150,7 +196,7 @@ def table(runs: list[Run], title: str) -> Table:
         out.add_column(col)
     for col in shown:
         out.add_column(col.removeprefix("test/"), justify="right")
-    ranked = sorted(runs, key=_rank)
+    ranked = sorted(runs, key=lambda r: _rank(r, condition[r.info.run_id]))
     for r in ranked:
         values = [r.data.metrics.get(c) for c in shown]
         cells = ["—" if v is None else f"{v:.4f}" for v in values]

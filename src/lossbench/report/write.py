@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -307,7 +308,7 @@ def write_report(
     for setting in sorted({p.setting for p in pairs}):
         group = [p for p in pairs if p.setting == setting]
         task = group[0].runs[0].data.tags.get("task", "multiclass")
-        slug = setting.replace(", ", "-").replace(" ", "_").replace("/", "_")
+        slug = re.sub(r"[^\w.=+-]+", "_", setting.replace(", ", "-"))
         scores = dict.fromkeys([metric, *VERDICT_METRICS[task]])  # the ranking score first
         verdicts = {m: compare(group, m, margin, metric) for m in scores
                     if any(p.values(m).size for p in group)}  # fmt: skip
