@@ -182,7 +182,8 @@ def test_runs_of_one_pair_that_differ_in_config_are_settings_of_their_own(tmp_pa
     """A sweep over models (model=mlp,cnn) runs every pair twice per seed: the table and the
     report keep the models apart (they used to pool them, and average one run per seed). What
     says only where a run is stored (data_dir) or a key older runs lack sets nothing apart; of
-    two runs of one config and seed (rerun=true), the report counts the newest."""
+    two runs of one config and seed (rerun=true), the report counts the newest. A pair run on
+    another model than the rest is a setting apart; a tuned comparison's lrs are not."""
     import time
 
     from lossbench.report.pairs import load
@@ -219,6 +220,20 @@ def test_runs_of_one_pair_that_differ_in_config_are_settings_of_their_own(tmp_pa
                   ("digits, model=mlp", "ce"): {1: 0.5, 2: 0.902},
                   ("digits, model=mlp", "focal"): {1: 0.911, 2: 0.912}}  # fmt: skip
     assert all(len(p.runs) == 2 for p in pairs)
+
+    tuned_exp = client.create_experiment("tuned")  # each pair at its own tuned lr: one setting
+    for loss, lr in (("ce", 0.003), ("focal", 0.01), ("nll", 0.003)):
+        tags = {"dataset": "digits", "head": "softmax", "loss": loss}
+        run = client.create_run(tuned_exp, tags=tags)
+        params = {"optimizer/lr": lr, "tuned_lr/softmax/ce": 0.003, "loss/name": loss,
+                  "model/name": "mlp" if loss != "nll" else "cnn"}  # fmt: skip
+        for key, v in params.items():
+            client.log_param(run.info.run_id, key, v)
+        client.set_terminated(run.info.run_id)
+    tuned = summary.find_runs(client, "tuned")
+    by_loss = {r.data.tags["loss"]: label for r in tuned
+               for label in [summary.conditions(tuned)[r.info.run_id]]}  # fmt: skip
+    assert by_loss == {"ce": "model=mlp", "focal": "model=mlp", "nll": "model=cnn"}  # not lr
 
 
 def test_summary_groups_runs_by_stress_and_names_it(tmp_path: Path) -> None:

@@ -117,34 +117,36 @@ CHOICES = ("/name", "/_target_")  # the param that says which option of a config
 
 
 def conditions(runs: list[Run]) -> dict[str, str]:
-    """Per run id, the config values that vary between runs of one pair (dataset, stress, head,
-    loss and its parameters), e.g. ``model=cnn`` or ``optimizer.lr=0.01``: such runs are not
-    seeds of one comparison but settings of their own; "" where none varies. A group's choice
-    (``model/name``, ``optimizer/_target_``) names it; its other parameters are left out."""
+    """Per run id, the config values that vary between runs of one dataset and stress condition
+    other than head, loss (and their parameters) and seed, e.g. ``model=cnn`` or
+    ``optimizer.lr=0.01``: runs that differ in them are not seeds of one comparison but settings
+    of their own (ce on an MLP beside focal on a CNN compares nothing); "" where none varies. A
+    tuned comparison's lr (``tuned_lr``) is its pair's own. A group's choice (``model/name``,
+    ``optimizer/_target_``) names it; its other parameters are left out."""
 
     def config(r: Run) -> dict[str, str]:
+        tuned = any(k.startswith("tuned_lr/") for k in r.data.params)
         return {k: v for k, v in r.data.params.items()
-                if not any(k == n or k.startswith(n + "/") for n in NOT_CONDITIONS)}  # fmt: skip
+                if not any(k == n or k.startswith(n + "/") for n in NOT_CONDITIONS)
+                and not (tuned and k == "optimizer/lr")}  # fmt: skip
 
     def where(r: Run) -> tuple[Any, str]:
         return r.data.tags.get("dataset"), stress_of(r)
 
-    pairs: dict[tuple, list[dict[str, str]]] = defaultdict(list)
+    configs = {r.info.run_id: config(r) for r in runs}
+    settings: dict[tuple, list[dict[str, str]]] = defaultdict(list)
     for r in runs:
-        own = sorted((k, v) for k, v in r.data.params.items() if k.startswith(("loss/", "head/")))
-        pairs[where(r), r.data.tags.get("head"), r.data.tags.get("loss"), tuple(own)].append(
-            config(r))  # fmt: skip
-    varying: dict[tuple, set[str]] = defaultdict(set)
-    for (setting, *_), configs in pairs.items():  # a key varies among the runs that have it
-        varying[setting] |= {k for c in configs for k in c
-                             if len({d[k] for d in configs if k in d}) > 1}  # fmt: skip
+        settings[where(r)].append(configs[r.info.run_id])
+    varying = {setting: {k for c in found for k in c  # a key varies among the runs that have it
+                         if len({d[k] for d in found if k in d}) > 1}
+               for setting, found in settings.items()}  # fmt: skip
     out = {}
     for r in runs:
-        keys, params = varying[where(r)], r.data.params
+        keys, own = varying[where(r)], configs[r.info.run_id]
         chosen = {k.split("/")[0] for k in keys if k.endswith(CHOICES)}
-        named = [f"{k.split('/')[0]}={params[k]}" if k.endswith(CHOICES)
-                 else f"{k.replace('/', '.')}={params[k]}"
-                 for k in sorted(keys) if k in params
+        named = [f"{k.split('/')[0]}={own[k]}" if k.endswith(CHOICES)
+                 else f"{k.replace('/', '.')}={own[k]}"
+                 for k in sorted(keys) if k in own
                  and (k.endswith(CHOICES) or k.split("/")[0] not in chosen)]  # fmt: skip
         out[r.info.run_id] = ", ".join(named)
     return out
