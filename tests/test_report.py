@@ -377,3 +377,45 @@ def test_a_parameter_older_runs_lack_does_not_split_a_pair(tmp_path: Path) -> No
     found = summary.variants([*runs, other])
     assert found[old] == "gamma=2.0" and found[new[0]] == "gamma=2.0, binary_outputs=1"
     assert found[other.info.run_id] == "gamma=1.0, binary_outputs=2"
+
+
+def test_at_a_glance_puts_every_pair_of_every_setting_in_one_table(tmp_path: Path) -> None:
+    """Runs recorded (no training): a clean and a noisy setting. The table's cells are each
+    pair's mean test accuracy and its verdict there (as the setting's own section says); rows by
+    mean rank; a pair not run in a setting shows —. A one-setting report has no such table."""
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("glance")
+    accs = {
+        "": {"ce": [0.950, 0.952, 0.948], "focal": [0.9495, 0.951, 0.948],
+             "mae": [0.80, 0.81, 0.79], "hinge": [0.70, 0.72, 0.71]},
+        "0.4": {"ce": [0.50, 0.52, 0.51], "focal": [0.60, 0.69, 0.55], "mae": [0.70, 0.71, 0.69]},
+    }  # fmt: skip
+    for rate, by_loss in accs.items():
+        for loss, values in by_loss.items():
+            for seed, acc in enumerate(values, 1):
+                tags = {"dataset": "digits", "head": "softmax", "loss": loss, "seed": str(seed)}
+                run_id = client.create_run(experiment, tags=tags).info.run_id
+                client.log_param(run_id, "dataset/noise/rate", rate or "0.0")
+                client.log_metric(run_id, "test/acc", acc)
+                client.set_terminated(run_id)
+    text = write_report(uri, "glance", None, tmp_path / "rep").read_text()
+    table = text.split("## At a glance")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| softmax")]  # fmt: skip
+    assert rows == [
+        ["softmax + ce", "**0.9500**", "0.5100 −", "2.0"],
+        ["softmax + focal", "0.9495 =", "0.6133 ?", "2.0"],
+        ["softmax + mae", "0.8000 −", "**0.7000**", "2.0"],
+        ["softmax + hinge", "0.7100 −", "—", "4.0"],
+    ]
+    noisy = text.split("## digits, symmetric noise 0.4")[1]
+    assert "Worse: softmax + ce" in noisy and "Undecided: softmax + focal" in noisy
+    client.create_experiment("single")
+    single = client.get_experiment_by_name("single").experiment_id
+    for seed in (1, 2):
+        tags = {"dataset": "digits", "head": "softmax", "loss": "ce", "seed": str(seed)}
+        run_id = client.create_run(single, tags=tags).info.run_id
+        client.log_metric(run_id, "test/acc", 0.9 + seed / 100)
+        client.set_terminated(run_id)
+    assert "## At a glance" not in write_report(uri, "single", None, tmp_path / "s").read_text()

@@ -90,6 +90,39 @@ def ranked_table(
     return lines
 
 
+MARKS = {"equivalent": "=", "undecided": "?", "worse": "−", "better": "+"}
+
+
+def glance_table(
+    settings: dict[str, tuple[list[Pair], list[stats.Comparison]]], rank_by: str = ACC
+) -> list[str]:
+    """Every pair (rows) in every setting (columns): its mean ``rank_by`` and its verdict against
+    that setting's best (bold); rows by their mean rank over the settings they ran in, so that a
+    pair that holds up across settings (noise levels, imbalance, models) comes first."""
+    cells: dict[str, dict[str, str]] = {}
+    ranks: dict[str, list[int]] = {}
+    for setting, (group, chosen) in settings.items():
+        for i, p in enumerate(by_metric(group, rank_by), 1):
+            mean = p.mean_std(rank_by)[0]
+            c = verdict_of(chosen, p.name)
+            verdict = c.verdict(len(chosen)).split()[0].rstrip(":") if c else ""
+            text = f"**{mean:.4f}**" if i == 1 else f"{mean:.4f} {MARKS.get(verdict, '')}"
+            cells.setdefault(p.name, {})[setting] = text.strip()
+            ranks.setdefault(p.name, []).append(i)
+    names = sorted(cells, key=lambda n: (np.mean(ranks[n]), n))
+    header = ["head + loss", *settings, "mean rank"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for name in names:
+        row = [cells[name].get(s, "—") for s in settings]
+        lines.append(f"| {name} | " + " | ".join(row) + f" | {np.mean(ranks[name]):.1f} |")
+    legend = (
+        f"Mean {NAMES.get(rank_by, rank_by)} per setting; **bold**: the setting's best; against "
+        "it: = equivalent, ? undecided, − worse, + better (significantly, though not first by "
+        "mean); — not run there. Rows by mean rank over the settings a pair ran in."
+    )
+    return ["## At a glance", "", legend, "", *lines]
+
+
 def calibration_table(pairs: list[Pair], verdicts: dict[str, list[stats.Comparison]]) -> list[str]:
     header = ["head + loss", "NLL", "Brier", "ECE", "NLL after TS", "ECE after TS", "T",
               "NLL verdict", "ECE verdict"]  # fmt: skip
@@ -305,6 +338,7 @@ def write_report(
         "`verdicts.csv`, `runs.csv`.",
     ]
     all_verdicts: list[tuple[str, stats.Comparison, int]] = []
+    glance: dict[str, tuple[list[Pair], list[stats.Comparison]]] = {}
     for setting in sorted({p.setting for p in pairs}):
         group = [p for p in pairs if p.setting == setting]
         task = group[0].runs[0].data.tags.get("task", "multiclass")
@@ -313,6 +347,7 @@ def write_report(
         verdicts = {m: compare(group, m, margin, metric) for m in scores
                     if any(p.values(m).size for p in group)}  # fmt: skip
         all_verdicts += [(setting, c, len(cs)) for cs in verdicts.values() for c in cs]
+        glance[setting] = group, verdicts.get(metric, [])
         checks = same_function_checks(group, margin)
         plot_curves(group, out / f"{slug}-val-loss.png")
         plot_bars(group, BAR_METRICS, out / f"{slug}-test-metrics.png")
@@ -352,6 +387,8 @@ def write_report(
                       f"Test split, counts summed over its {len(best.runs)} seeds; rows: true "
                       "class, columns: predicted class.", "", *confusion_table(*confusion), "",
                       f"![confusion matrix]({slug}-confusion.png)"]  # fmt: skip
+    if len(glance) > 1:
+        lines[3:3] = ["", *glance_table(glance, metric)]
     if others:
         lines += ["", "## Not averaged in", ""]
         lines += [f"- {r.info.run_name} ({r.info.run_id}): {r.info.status}"
