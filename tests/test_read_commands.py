@@ -235,6 +235,17 @@ def test_runs_of_one_pair_that_differ_in_config_are_settings_of_their_own(tmp_pa
                for label in [summary.conditions(tuned)[r.info.run_id]]}  # fmt: skip
     assert by_loss == {"ce": "model=mlp", "focal": "model=mlp", "nll": "model=cnn"}  # not lr
 
+    noise_exp = client.create_experiment("noise")  # noise options matter only with noise
+    for rate, kind, noise_seed in (("0.0", "symmetric", 0), ("0.0", "asymmetric", 1),
+                                   ("0.4", "symmetric", 0), ("0.4", "symmetric", 1)):  # fmt: skip
+        run = client.create_run(noise_exp, tags={"dataset": "digits", "head": "softmax"})
+        for key, v in (("rate", rate), ("kind", kind), ("seed", noise_seed)):
+            client.log_param(run.info.run_id, f"dataset/noise/{key}", v)
+        client.set_terminated(run.info.run_id)
+    noisy = summary.find_runs(client, "noise")
+    assert sorted(summary.conditions(noisy).values()) == [
+        "", "", "dataset.noise.seed=0", "dataset.noise.seed=1"]  # fmt: skip
+
 
 def test_summary_groups_runs_by_stress_and_names_it(tmp_path: Path) -> None:
     """Runs recorded (no training) in a real store: clean, imbalanced and noisy settings of one

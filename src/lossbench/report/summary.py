@@ -111,7 +111,8 @@ def stress_of(run: Run) -> str:
 # hash's NOT_HASHED keys), and what the table names otherwise (head, loss, seed, stress).
 NOT_CONDITIONS = (
     *(k.replace(".", "/") for k in NOT_HASHED), "seed", "head", "loss", "output_dir",
-    "data_source", "dataset/name", "dataset/noise", "dataset/imbalance",
+    "data_source", "dataset/name", "dataset/noise/rate", "dataset/noise/kind",
+    "dataset/imbalance/factor",
 )  # fmt: skip
 CHOICES = ("/name", "/_target_")  # the param that says which option of a config group ran
 
@@ -121,14 +122,18 @@ def conditions(runs: list[Run]) -> dict[str, str]:
     other than head, loss (and their parameters) and seed, e.g. ``model=cnn`` or
     ``optimizer.lr=0.01``: runs that differ in them are not seeds of one comparison but settings
     of their own (ce on an MLP beside focal on a CNN compares nothing); "" where none varies. A
-    tuned comparison's lr (``tuned_lr``) is its pair's own. A group's choice (``model/name``,
+    tuned comparison's lr (``tuned_lr``) is its pair's own; the noise (imbalance) options of a
+    run without noise (imbalance) do nothing. A group's choice (``model/name``,
     ``optimizer/_target_``) names it; its other parameters are left out."""
 
     def config(r: Run) -> dict[str, str]:
-        tuned = any(k.startswith("tuned_lr/") for k in r.data.params)
+        _, rate, factor = _stress(r)
+        left_out = [*NOT_CONDITIONS, *["dataset/noise"] * (not rate),
+                    *["dataset/imbalance"] * (factor <= 1)]  # fmt: skip
+        if any(k.startswith("tuned_lr/") for k in r.data.params):
+            left_out.append("optimizer/lr")  # each pair's own
         return {k: v for k, v in r.data.params.items()
-                if not any(k == n or k.startswith(n + "/") for n in NOT_CONDITIONS)
-                and not (tuned and k == "optimizer/lr")}  # fmt: skip
+                if not any(k == n or k.startswith(n + "/") for n in left_out)}  # fmt: skip
 
     def where(r: Run) -> tuple[Any, str]:
         return r.data.tags.get("dataset"), stress_of(r)
