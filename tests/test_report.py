@@ -125,6 +125,25 @@ def test_csvs_calibration_and_reliability(paired_sweep) -> None:
     assert "The test split is imbalanced" not in text  # digits' classes: 33 to 37 test images
 
 
+def test_the_report_names_the_run_to_use(paired_sweep) -> None:
+    """The best pair's run of lowest validation loss (recomputed from the store), with the
+    predict command that loads it."""
+    tmp, out = paired_sweep
+    text = (out / "REPORT.md").read_text()
+    best = re.search(r"\*\*Best: (\w+) \+ (\w+)\*\*", text).groups()
+    uri = sqlite_uri(tmp / "mlflow.db")
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("lossbench").experiment_id
+    runs = [r for r in client.search_runs([experiment])
+            if (r.data.tags.get("head"), r.data.tags.get("loss")) == best]  # fmt: skip
+    assert len(runs) == 6
+    val = {r.info.run_id: min(m.value for m in client.get_metric_history(r.info.run_id, "val/loss"))
+           for r in runs}  # fmt: skip
+    chosen = min(val, key=val.get)
+    assert (f"To use it: `python -m lossbench.predict --tracking-uri {uri} --run {chosen} "
+            "--input FOLDER_OR_CSV --out predictions.csv`") in text  # fmt: skip
+
+
 def test_an_imbalanced_test_split_is_pointed_out(tmp_path: Path) -> None:
     """A table whose classes are 85% / 15%: the report says so beside the accuracy ranking,
     with the counts of its confusion matrix; not under --metric f1_macro."""

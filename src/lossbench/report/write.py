@@ -50,6 +50,7 @@ from lossbench.report.verdicts import (
     same_function_checks,
     verdict_of,
 )
+from lossbench.tracking.mlflow_run import WEIGHTS
 from lossbench.tracking.store import experiment_named, open_store
 
 CALIBRATION = ("test/nll", "test/brier", "test/ece", "test/nll_ts", "test/ece_ts",
@@ -121,6 +122,19 @@ def glance_table(
         "mean); — not run there. Rows by mean rank over the settings a pair ran in."
     )
     return ["## At a glance", "", legend, "", *lines]
+
+
+def use_line(client: MlflowClient, tracking_uri: str, best: Pair) -> list[str]:
+    """How to use the best pair: ``lossbench.predict`` on its run of lowest validation loss (a
+    choice made on validation, not on the test split), where that run saved its weights."""
+    val = [min(c) if c else math.inf for c in best.val_curves]
+    run = best.runs[int(np.argmin(val))] if val else None
+    if run is None or WEIGHTS not in {a.path for a in client.list_artifacts(run.info.run_id)}:
+        return []
+    seed = run.data.tags.get("seed", "?")
+    return [f"To use it: `python -m lossbench.predict --tracking-uri {tracking_uri} --run "
+            f"{run.info.run_id} --input FOLDER_OR_CSV --out predictions.csv` (seed {seed}, the "
+            "pair's run of lowest validation loss).", ""]  # fmt: skip
 
 
 def calibration_table(pairs: list[Pair], verdicts: dict[str, list[stats.Comparison]]) -> list[str]:
@@ -352,6 +366,7 @@ def write_report(
         plot_curves(group, out / f"{slug}-val-loss.png")
         plot_bars(group, BAR_METRICS, out / f"{slug}-test-metrics.png")
         lines += ["", f"## {setting}", "", *opening(group, verdicts, checks, margin, metric), ""]
+        lines += use_line(client, tracking_uri, by_metric(group, metric)[0])
         lines += claims_checked(group, setting, margin)
         lines += ["", "### Ranked", "", *ranked_table(group, verdicts.get(metric, []), metric), ""]
         if task == "multilabel" and metric == ACC:
