@@ -241,8 +241,9 @@ class ImageFolder(ImageSet):
                 f"{self.train_dir}/ has no class folder. Fix: put the images in {layout}"
             ) from None
         out: dict[str, list | None] = dict.fromkeys(SPLITS)
-        for split in SPLITS if self.train_dir != self.root else ["train"]:
-            folder = self.root / split if self.train_dir != self.root else self.root
+        folders = {s: self.root / s for s in SPLITS} if self.train_dir != self.root else {
+            "train": self.root}  # fmt: skip
+        for split, folder in folders.items():
             if not folder.is_dir():
                 continue
             extra = set(find_classes(str(folder))[0]) - set(classes)

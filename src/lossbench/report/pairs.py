@@ -51,7 +51,7 @@ class Pair:
 
 def setting_of(run: Run, condition: str = "") -> str:
     """The dataset, the stress conditions and the config values that set the run apart from
-    others of its pair (``summary.conditions``), as a heading."""
+    other runs of its dataset (``summary.conditions``), as a heading."""
     return ", ".join(s for s in (run.data.tags["dataset"], stress_of(run), condition) if s)
 
 
@@ -59,8 +59,8 @@ def load(client: MlflowClient, experiment: str, sweep: str | None) -> tuple[list
     """The FINISHED runs grouped by setting and pair (with their val/loss curves), and the
     other runs. A loss (head) parameter that varies between runs of the same loss (head) names
     the pair, e.g. ``sigmoid + bce_logits [binary_outputs=2]``; other config values that vary
-    within a pair (``model=cnn``) make settings of their own. Of runs of one pair and seed in a
-    setting (``rerun=true``), the newest counts."""
+    between the runs (``model=cnn``) make settings of their own. Of runs of one pair and seed in
+    a setting (``rerun=true``), the newest counts."""
     runs = find_runs(client, experiment, sweep, limit=5000)  # earlier reports left out
     finished = [r for r in runs if r.info.status == "FINISHED"]
     others = [r for r in runs if r.info.status != "FINISHED"]

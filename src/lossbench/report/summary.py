@@ -185,7 +185,7 @@ def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> di
 
 
 def table(runs: list[Run], title: str) -> Table:
-    """Runs by dataset, stress conditions and other config values that vary within a pair, each
+    """Runs by dataset, stress conditions and other config values that vary between them, each
     setting's ranked by test accuracy. Columns: dataset, stress (label noise, imbalance; where any
     run has them), config (:func:`conditions`, where any), head, loss, variant (where loss or
     head parameters vary), seed, lr, status and test metrics (for multi-label sets: exact-match
