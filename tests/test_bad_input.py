@@ -184,6 +184,10 @@ RUN_STAGE: dict[str, tuple[list[str], str, Callable[[Path], list[str]] | None]] 
     "bad Trainer value": ([*MULTILABEL, "trainer.precision=77"], "Trainer refused", None),
     "optimized metric not monitored": (["optimized_metric=val/f1_macro_best"],
                                        "set `checkpoint.monitor=val/f1_macro`", None),
+    "early stopping of no patience": (["early_stopping.patience=0"],
+                                      r"early_stopping.patience=0 is out of range", None),
+    "unknown early_stopping.mode": (["early_stopping.patience=2", "early_stopping.mode=up"],
+                                    r"early_stopping.mode='up' is not one of min, max", None),
     "image folder with val/ but no train/": ([], "has val/ but no train/ folder",
                                              folder_without_train),
     "image folder of one class": ([], r"images/ has images of one class only \(training\): a "

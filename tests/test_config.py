@@ -214,3 +214,23 @@ def test_stress_studies_compose(study: str) -> None:
     else:
         assert cfg.dataset.imbalance.factor == 100
         assert params["loss.class_weight"] == "none,effective_number"
+
+
+def test_early_stopping_off_leaves_the_config_hash_as_before(tmp_path: Path) -> None:
+    """Runs recorded before ``early_stopping`` existed keep matching their configs (a sweep
+    skips them), as long as it is off; on, it is part of what the run computes."""
+    from omegaconf import OmegaConf
+
+    from lossbench.tracking.mlflow_run import config_hash
+
+    def hashed(*overrides: str) -> tuple[str, dict]:
+        resolved = OmegaConf.to_container(compose_cfg(["dataset=digits", *overrides], tmp_path),
+                                          resolve=True)  # fmt: skip
+        return config_hash(resolved), resolved
+
+    off, resolved = hashed()
+    assert resolved["early_stopping"]["patience"] is None
+    before = {k: v for k, v in resolved.items() if k != "early_stopping"}
+    assert config_hash(before) == off
+    on, _ = hashed("early_stopping.patience=3")
+    assert on != off and hashed("early_stopping.patience=3")[0] == on

@@ -134,6 +134,17 @@ DIGITS_CE = ["dataset=digits", "head=softmax", "loss=ce"]
         # a constant lr of each member's own: Adam; SGD with momentum and weight decay
         (DIGITS_CE, "optimizer.lr=0.001,0.004"),
         ([*DIGITS_CE, "optimizer=sgd", "optimizer.weight_decay=0.001"], "optimizer.lr=0.01,0.05"),
+        # early stopping: each member stops at its own epoch, tested where it stopped
+        (
+            [
+                *DIGITS_CE,
+                "trainer.max_epochs=6",
+                "early_stopping.patience=1",
+                "early_stopping.min_delta=0.05",
+                "test_on=last",
+            ],
+            "optimizer.lr=0.001,0.05",
+        ),
         # lossbench.studies.tune's comparison: one lr text, resolved per member (AdamW, decay)
         (
             [
@@ -179,6 +190,9 @@ def test_members_that_differ_in_targets_or_lr_are_one_group(
     assert len(by_config) == 4
     for mine in runs:
         assert_same_run(fused, mine, seq, by_config[config(mine)])
+    if "early_stopping.patience=1" in fixed:  # stopped, and not all at one epoch
+        epochs = [len(seq.get_metric_history(r.info.run_id, "val/loss")) for r in seq_runs]
+        assert min(epochs) < 6 and len(set(epochs)) > 1, epochs
 
 
 def test_a_member_whose_config_does_not_resolve_fails_with_why(tmp_path: Path, tiny_data) -> None:

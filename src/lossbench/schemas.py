@@ -162,6 +162,17 @@ class LoggerConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    """Lightning's ``EarlyStopping``: stop a run once ``monitor`` has not improved by more than
+    ``min_delta`` for ``patience`` validations (``mode``: min or max); ``patience`` null: off."""
+
+    patience: Optional[int] = None  # noqa: UP045
+    monitor: str = "val/loss"
+    mode: str = "min"
+    min_delta: float = 0.0
+
+
+@dataclass
 class TuneConfig:
     """``tune.seeds``: a job trains one run per seed and returns the mean of its
     ``optimized_metric`` (an Optuna trial scored over several seeds); null: the run's seed.
@@ -239,6 +250,7 @@ def run_schema() -> type:
     fields: list[tuple[str, Any, Any]] = [(g, Any, field(default=MISSING)) for g in groups]
     fields += [
         ("checkpoint", checkpoint, field(default_factory=checkpoint)),
+        ("early_stopping", EarlyStoppingConfig, field(default_factory=EarlyStoppingConfig)),
         ("seed", int, field(default=42)),
         ("root_dir", str, field(default=MISSING)),
         ("data_dir", str, field(default=MISSING)),

@@ -12,9 +12,10 @@ lr, members may have their own: the step is taken at lr 1 and each member's chan
 parameters scaled by its lr (exact: these optimizers' state does not depend on the lr, and
 their step is proportional to it; at lr 1 the change keeps float32's relative precision).
 A member whose loss turns NaN or infinite is recorded FAILED at that step, its loss and
-gradients are left out from then on, and the others go on. Ctrl-C or SIGTERM end every open
-member KILLED; a fused member is not resumed from a checkpoint: run the sweep again, and its
-finished runs are skipped.
+gradients are left out from then on, and the others go on; so is a member that early stopping
+(``early_stopping.patience``) stops, which is then tested as its sequential run would be.
+Ctrl-C or SIGTERM end every open member KILLED; a fused member is not resumed from a
+checkpoint: run the sweep again, and its finished runs are skipped.
 """
 
 from __future__ import annotations
@@ -55,10 +56,18 @@ class Member:
     reason: str = ""
     best: float | None = None
     best_state: dict[str, Any] | None = None
+    waited: int = 0  # early stopping: validations without improvement
+    watched: float | None = None  # early stopping: the best value of its monitor
+    stopped_state: dict[str, Any] | None = None  # early stopped: the weights it stopped at
+    stopped_at: tuple[int, int] | None = None  # early stopped: (epochs, steps) it had trained
 
     @property
     def alive(self) -> bool:
         return self.status == "RUNNING"
+
+    @property
+    def training(self) -> bool:
+        return self.alive and self.stopped_state is None
 
 
 def device_of(trainer: Any) -> torch.device:
@@ -187,7 +196,7 @@ def _fit(members: list[Member], group: str) -> None:
             if log_now and scheduler is not None:
                 lr = optimizer.param_groups[0]["lr"]
                 for m in members:
-                    if m.alive:
+                    if m.training:
                         m.job.logger.log_metrics({"train/lr": lr}, step=step)
             with autocast:  # as Lightning's bf16-mixed: the forward pass and the losses
                 logits = net(x)
@@ -196,14 +205,14 @@ def _fit(members: list[Member], group: str) -> None:
             finite = torch.isfinite(losses.detach())
             if device.type == "cpu":
                 for i in (~finite).nonzero().flatten().tolist():
-                    if members[i].alive:
+                    if members[i].training:
                         _fail(members[i], step)
                         dead.append(i)
             else:  # the first bad step stays on the device; read when logging
                 first_bad = torch.where((first_bad < 0) & ~finite, step_t, first_bad)
                 step_t += 1
-            if len(dead) != dead_known:  # the alive mask changes only when a member fails
-                alive = torch.tensor([m.alive for m in members], device=device)
+            if len(dead) != dead_known:  # the mask changes only when a member fails or stops
+                alive = torch.tensor([m.training for m in members], device=device)
                 dead_known = len(dead)
             total_loss = torch.where(finite & alive, losses, torch.zeros_like(losses)).sum()
             optimizer.zero_grad(set_to_none=True)
@@ -228,21 +237,24 @@ def _fit(members: list[Member], group: str) -> None:
                 if log_now:
                     values = detached.tolist()
                     for i, m in enumerate(members):
-                        if m.alive:
+                        if m.training:
                             m.job.logger.log_metrics({"train/loss": values[i], "epoch": epoch},
                                                      step=step)  # fmt: skip
             step += 1
         at = step - 1  # Lightning logs epoch-end values at the last step's index
         epoch_losses = (loss_sums / max(seen, 1)).tolist()
         for m in members:
-            if m.alive:
+            if m.training:
                 m.job.logger.log_metrics({"train/loss_epoch": epoch_losses[m.index],
                                           "epoch": epoch}, step=at)  # fmt: skip
         if (epoch + 1) % (t.check_val_every_n_epoch or 1) == 0:
-            _validate(members, net, splits["val"], labels["val"], data, t, epoch, at, autocast)
+            dead += _validate(members, net, splits["val"], labels["val"], data, t, epoch, at,
+                              autocast)  # fmt: skip
         log.info("fused group %s: epoch %d/%d, %d of %d runs training", group, epoch + 1,
-                 epochs, sum(m.alive for m in members), count)  # fmt: skip
+                 epochs, sum(m.training for m in members), count)  # fmt: skip
         epoch += 1
+        if not any(m.training for m in members):
+            break
     for j in jobs:
         j.clock["fit"] = time.perf_counter()
     _test(members, net, splits["test"], labels["test"], data, t, cfg.test_on, epoch, step,
@@ -309,7 +321,7 @@ def _fail(m: Member, step: int) -> None:
 
 def _collect_bad(members: list[Member], first_bad: Tensor, dead: list[int]) -> None:
     for i, at in enumerate(first_bad.tolist()):
-        if at >= 0 and members[i].alive:
+        if at >= 0 and members[i].training:
             _fail(members[i], at)
             dead.append(i)
 
@@ -333,12 +345,15 @@ def _logits(
 
 
 def _validate(members: list[Member], net: StackedNet, split: Any, labels: Tensor | None,
-              data: Any, t: Any, epoch: int, at: int, autocast: Any) -> None:  # fmt: skip
+              data: Any, t: Any, epoch: int, at: int, autocast: Any) -> list[int]:  # fmt: skip
+    """Score every training member on validation, keep its best state; return the members that
+    early stopping stops now."""
     net.eval()
     logits, shared_y = _logits(net, split, data, t.limit_val_batches, autocast)
     net.train()
+    stopped = []
     for m in members:
-        if not m.alive:
+        if not m.training:
             continue
         module, checkpoint = m.job.module, m.job.checkpoint
         member_logits, y = logits[m.index].float(), _of(labels, shared_y, m)
@@ -348,13 +363,35 @@ def _validate(members: list[Member], net: StackedNet, split: Any, labels: Tensor
         values |= {k: float(v) for k, v in module.score("val", member_logits, y).items()}
         m.job.logger.log_metrics({**values, "epoch": epoch}, step=at)
         current = values.get(checkpoint.monitor)
-        if current is None or not math.isfinite(current):
-            continue
-        lower = checkpoint.mode == "min"
-        better = m.best is None or (current < m.best if lower else current > m.best)
-        if better:
-            m.best = current
-            m.best_state = {"net": net.member_state(m.index), "buffers": _buffers(module)}
+        if current is not None and math.isfinite(current):
+            lower = checkpoint.mode == "min"
+            if m.best is None or (current < m.best if lower else current > m.best):
+                m.best = current
+                m.best_state = {"net": net.member_state(m.index), "buffers": _buffers(module)}
+        if _stops(m, values):
+            m.stopped_state = {"net": net.member_state(m.index), "buffers": _buffers(module)}
+            m.stopped_at = epoch + 1, at + 1  # where Lightning's trainer stands when it stops
+            log.info("run %s: early stopping after epoch %d", m.job.name, epoch + 1)
+            stopped.append(m.index)
+    return stopped
+
+
+def _stops(m: Member, values: dict[str, float]) -> bool:
+    """Lightning's ``EarlyStopping`` rule for member ``m`` (its ``early_stopping`` config): stop
+    on a non-finite value of the monitor, or after ``patience`` validations in a row that did
+    not improve on its best by more than ``min_delta``."""
+    stop = m.job.cfg.early_stopping
+    current = values.get(stop.monitor)
+    if stop.patience is None or current is None:
+        return False
+    if not math.isfinite(current):
+        return True
+    if m.watched is None or (current + stop.min_delta < m.watched if stop.mode == "min"
+                             else current - stop.min_delta > m.watched):  # fmt: skip
+        m.watched, m.waited = current, 0
+        return False
+    m.waited += 1
+    return m.waited >= stop.patience
 
 
 def _buffers(module: torch.nn.Module) -> dict[str, Tensor | None]:
@@ -367,10 +404,11 @@ def _test(members: list[Member], net: StackedNet, split: Any, labels: Tensor | N
     alive = [m for m in members if m.alive]
     if not alive:
         return
-    for m in alive:
-        if test_on == "best" and m.best_state is not None:
-            net.load_member(m.index, m.best_state["net"])
-            for k, v in m.best_state["buffers"].items():
+    for m in alive:  # the best state, or where early stopping stopped it (test_on=last)
+        state = m.best_state if test_on == "best" and m.best_state else m.stopped_state
+        if state is not None:
+            net.load_member(m.index, state["net"])
+            for k, v in state["buffers"].items():
                 if v is not None:
                     getattr(m.job.module, k).copy_(v)
     net.eval()
@@ -383,9 +421,10 @@ def _test(members: list[Member], net: StackedNet, split: Any, labels: Tensor | N
             member_logits, y = logits[m.index].float(), _of(labels, shared_y, m)
             values = {"test/loss": float(module.criterion(member_logits, y))}
             values |= {k: float(v) for k, v in module.score("test", member_logits, y).items()}
-            m.job.logger.log_metrics({**values, "epoch": epoch}, step=step)
+            epochs, steps = m.stopped_at or (epoch, step)
+            m.job.logger.log_metrics({**values, "epoch": epochs}, step=steps)
             m.job.clock["test"] = time.perf_counter()
-            run.record(m.job, m.best, step)
+            run.record(m.job, m.best, steps)
             _end(m, "FINISHED", "")
         except Exception as err:
             log.exception("run %s failed while testing: %s", m.job.name, err)

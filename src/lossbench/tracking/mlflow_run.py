@@ -97,8 +97,11 @@ NOT_HASHED = (
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
-    """A stable hash of the resolved config's content (``NOT_HASHED`` keys left out)."""
+    """A stable hash of the resolved config's content (``NOT_HASHED`` keys left out, and
+    ``early_stopping`` while it is off: configs hashed before it existed keep their hash)."""
     content = json.loads(json.dumps(config, default=str))
+    if (content.get("early_stopping") or {}).get("patience") is None:
+        content.pop("early_stopping", None)  # off: the runs of before it existed
     for path in NOT_HASHED:
         *parents, key = path.split(".")
         node = content

@@ -62,6 +62,15 @@ def run_keys(cfg: DictConfig) -> None:
             f"test_on={cfg.test_on!r} is not one of best, last. Fix: `test_on=best` (the best "
             "validation checkpoint) or `test_on=last` (the last epoch's weights)"
         )
+    stop = cfg.early_stopping
+    if stop.patience is not None:
+        check_range("early_stopping.patience", stop.patience, ge=1, example=3)
+        check_range("early_stopping.min_delta", stop.min_delta, ge=0, example=0.0)
+        if stop.mode not in ("min", "max"):
+            raise LossbenchError(
+                f"early_stopping.mode={stop.mode!r} is not one of min, max. Fix: "
+                "`early_stopping.mode=min` for a loss, `max` for a score such as val/acc"
+            )
     lr = cfg.optimizer.get("lr")
     if lr is not None:
         check_range("optimizer.lr", lr, gt=0, example=0.001)

@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, LearningRateMonitor
+from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lossbench import matrix, schemas
@@ -192,6 +192,9 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False
         progress.append(LearningRateMonitor(logging_interval="step"))
     output_dir = Path(cfg.output_dir).resolve()
     checkpoint = Checkpoint(dirpath=output_dir / "checkpoints", **cfg.checkpoint)
+    if (stop := cfg.early_stopping).patience is not None:
+        callbacks = [*callbacks, EarlyStopping(stop.monitor, stop.min_delta, stop.patience,
+                                               mode=stop.mode)]  # fmt: skip
 
     tags = {"dataset": dataset, "head": head_name, "loss": loss_name, "seed": cfg.seed}
     tags |= {"model": model_name, "task": task, "config_hash": chash}
