@@ -398,7 +398,9 @@ def test_a_parameter_older_runs_lack_does_not_split_a_pair(tmp_path: Path) -> No
     assert found[other.info.run_id] == "gamma=1.0, binary_outputs=2"
 
 
-def test_at_a_glance_puts_every_pair_of_every_setting_in_one_table(tmp_path: Path) -> None:
+def test_at_a_glance_puts_every_pair_of_every_setting_in_one_table(
+    tmp_path: Path, monkeypatch
+) -> None:
     """Runs recorded (no training): a clean and a noisy setting. The table's cells are each
     pair's mean test accuracy and its verdict there (as the setting's own section says); rows by
     mean rank; a pair not run in a setting shows —. A one-setting report has no such table."""
@@ -438,3 +440,8 @@ def test_at_a_glance_puts_every_pair_of_every_setting_in_one_table(tmp_path: Pat
         client.log_metric(run_id, "test/acc", 0.9 + seed / 100)
         client.set_terminated(run_id)
     assert "## At a glance" not in write_report(uri, "single", None, tmp_path / "s").read_text()
+    from lossbench.report import write
+
+    monkeypatch.setattr(write, "MAX_GLANCE", 1)  # more settings than one table shows
+    text = write_report(uri, "glance", None, tmp_path / "many").read_text()
+    assert "## At a glance" not in text and "2 settings: too many for one table" in text

@@ -92,6 +92,7 @@ def ranked_table(
 
 
 MARKS = {"equivalent": "=", "undecided": "?", "worse": "−", "better": "+"}
+MAX_GLANCE = 12  # settings (columns) in the table at a glance
 
 
 def glance_table(
@@ -402,8 +403,11 @@ def write_report(
                       f"Test split, counts summed over its {len(best.runs)} seeds; rows: true "
                       "class, columns: predicted class.", "", *confusion_table(*confusion), "",
                       f"![confusion matrix]({slug}-confusion.png)"]  # fmt: skip
-    if len(glance) > 1:
+    if 1 < len(glance) <= MAX_GLANCE:
         lines[3:3] = ["", *glance_table(glance, metric)]
+    elif len(glance) > MAX_GLANCE:
+        lines[3:3] = ["", f"{len(glance)} settings: too many for one table at a glance; each has "
+                      "its section below (`--sweep ID` reports one sweep).", ""]  # fmt: skip
     if others:
         lines += ["", "## Not averaged in", ""]
         lines += [f"- {r.info.run_name} ({r.info.run_id}): {r.info.status}"
