@@ -241,6 +241,8 @@ def _fit(job: Job) -> str:
         with _slurm_warnings_stop_fit():
             trainer.fit(module, datamodule=data, ckpt_path=job.resume, weights_only=True)
         clock["fit"] = time.perf_counter()
+        if (stop := trainer.early_stopping_callback) is not None and stop.stopped_epoch:
+            log.info("run %s: early stopping after epoch %d", job.name, trainer.current_epoch)
         tested = (checkpoint.best_model_path or None) if cfg.test_on == "best" else None  # last
         trainer.test(module, datamodule=data, ckpt_path=tested, verbose=False, weights_only=True)
         clock["test"] = time.perf_counter()
