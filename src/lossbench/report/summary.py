@@ -117,6 +117,12 @@ NOT_CONDITIONS = (
 CHOICES = ("/name", "/_target_")  # the param that says which option of a config group ran
 
 
+def varying_keys(params: list[dict[str, str]]) -> set[str]:
+    """The keys whose value differs between the runs' ``params`` (among the runs that have the
+    key: one recorded before the key existed does not make it vary)."""
+    return {k for d in params for k in d if len({e[k] for e in params if k in e}) > 1}
+
+
 def conditions(runs: list[Run]) -> dict[str, str]:
     """Per run id, the config values that vary between runs of one dataset and stress condition
     other than head, loss (and their parameters) and seed, e.g. ``model=cnn`` or
@@ -142,9 +148,7 @@ def conditions(runs: list[Run]) -> dict[str, str]:
     settings: dict[tuple, list[dict[str, str]]] = defaultdict(list)
     for r in runs:
         settings[where(r)].append(configs[r.info.run_id])
-    varying = {setting: {k for c in found for k in c  # a key varies among the runs that have it
-                         if len({d[k] for d in found if k in d}) > 1}
-               for setting, found in settings.items()}  # fmt: skip
+    varying = {setting: varying_keys(found) for setting, found in settings.items()}
     out = {}
     for r in runs:
         keys, own = varying[where(r)], configs[r.info.run_id]
@@ -169,12 +173,7 @@ def variants(runs: list[Run], setting: Callable[[Run], str] | None = None) -> di
             params = {k: v for k, v in r.data.params.items()
                       if k.startswith(f"{part}/") and k != f"{part}/name"}  # fmt: skip
             own[setting(r), part, r.data.tags.get(part)].append(params)
-
-    def varies(k: str, dicts: list[dict]) -> bool:  # among the runs that recorded it
-        return len({d[k] for d in dicts if k in d}) > 1
-
-    varying = {key: sorted({k for d in dicts for k in d if varies(k, dicts)})
-               for key, dicts in own.items()}  # fmt: skip
+    varying = {key: sorted(varying_keys(dicts)) for key, dicts in own.items()}
     out = {}
     for r in runs:
         where, tags, params = setting(r), r.data.tags, r.data.params
