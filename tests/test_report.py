@@ -72,6 +72,7 @@ def test_paired_verdicts_recomputed_from_the_store(paired_sweep) -> None:
     verdicts = [v for v in rows(out / "verdicts.csv") if v["metric"] == "test/acc"]
     assert {v["pair"] for v in verdicts} == set(others) and {v["reference"] for v in verdicts} == {
         best}  # fmt: skip
+    assert len({r.data.tags["test_split"] for r in runs}) == 1  # one fixed test split
     ps = {}
     for name in others:
         d = np.array([acc[name][s] - acc[best][s] for s in range(1, 7)])
@@ -363,6 +364,93 @@ def test_one_seed_a_side_gives_no_test_and_says_so(x: dict[int, float]) -> None:
     assert np.isnan(c.p) and np.isnan(c.ci_low) and np.isnan(c.ci_high) and np.isnan(c.p_tost)
     stats.adjust([c])
     assert c.verdict(1) == "undecided: one seed a side, no spread yet: run more seeds"
+
+
+def test_resampled_splits_use_nadeau_bengios_corrected_resampled_t_test() -> None:
+    """Nadeau & Bengio (2003), eq. for the corrected resampled t-test: over J resamples with
+    n1 training and n2 test samples, t = d̄ / sqrt((1/J + n2/n1) · σ̂²), J − 1 degrees of
+    freedom (σ̂² the sample variance of the differences d_j)."""
+    x = {s: v + 0.004 + 0.003 * (-1) ** s for s, v in REF.items()}
+    n1, n2 = 1200, 300
+    c = stats.paired("a", "ref", "test/acc", x, REF, 0.005, test_share=n2 / n1)
+    d = np.array([x[s] - REF[s] for s in REF])
+    J = len(d)
+    se = np.sqrt((1 / J + n2 / n1) * d.var(ddof=1))
+    assert c.test == "corrected t" and c.n == J
+    assert c.p == pytest.approx(2 * scipy_stats.t.sf(abs(d.mean()) / se, J - 1))
+    half = scipy_stats.t.ppf(0.975, J - 1) * se
+    assert (c.ci_low, c.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert np.isnan(c.p_wilcoxon)  # it too assumes independent differences
+    fixed = stats.paired("a", "ref", "test/acc", x, REF, 0.005)  # one test split: ttest_rel
+    assert fixed.test == "paired t" and fixed.p < c.p
+    assert fixed.p == pytest.approx(
+        scipy_stats.ttest_rel(list(x.values()), list(REF.values())).pvalue
+    )
+    # the variance's floor (n2/n1) σ̂² does not shrink with seeds: below it, seeds cannot settle
+    stats.adjust([c])
+    assert c.verdict(1).startswith("undecided: more seeds cannot settle it"), c.verdict(1)
+    fixed.p_holm = fixed.p_tost_holm = 1.0
+    assert re.fullmatch(r"undecided: about \d+ seeds needed", fixed.verdict(1))
+    far = {s: v + 0.03 for s, v in x.items()}
+    assert stats.paired("a", "ref", "test/acc", far, REF, 0.005, test_share=n2 / n1).p < 0.05
+    # seeds needed: the first k whose corrected interval would clear the observed difference
+    k = stats.seeds_needed(0.01, 0.01, 0.005, 1, 3, test_share=0.02)
+    assert k is not None and k > 3
+    quantiles = [scipy_stats.t.ppf(1 - 0.05 / 2, j - 1) + scipy_stats.t.ppf(0.8, j - 1)
+                 for j in (k - 1, k)]  # fmt: skip
+    assert quantiles[0] * 0.01 * np.sqrt(1 / (k - 1) + 0.02) > 0.01
+    assert quantiles[1] * 0.01 * np.sqrt(1 / k + 0.02) <= 0.01
+
+
+def test_splits_resampled_per_seed_are_one_setting_tested_with_the_correction(
+    tmp_path: Path,
+) -> None:
+    """``dataset.split_seed='${seed}'``: each seed carves its own digits split. The runs' tags
+    say so (a test-split fingerprint per seed, shared by the pairs of that seed; the split
+    sizes); the report keeps the seeds in one setting (the split seed is the seed's, not a
+    setting) and compares the pairs with the corrected resampled t-test, recomputed here."""
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    for loss in ("ce", "focal"):
+        for seed in (1, 2, 3):
+            overrides = [
+                "dataset=digits",
+                "dataset.split_seed=${seed}",
+                f"loss={loss}",
+                f"seed={seed}",
+                "trainer.max_epochs=1",
+                "save_weights=false",
+                "trainer.accelerator=cpu",
+                "progress_bar=log",
+                f"logger.tracking_uri={uri}",
+                "logger.experiment_name=resampled",
+            ]
+            run.train(compose_cfg(overrides, tmp_path / f"{loss}-{seed}"))  # fmt: skip
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("resampled").experiment_id
+    runs = client.search_runs([experiment], "tags.report_of IS NULL")
+    tags = {(r.data.tags["loss"], int(r.data.tags["seed"])): r.data.tags for r in runs}
+    acc = {
+        (r.data.tags["loss"], int(r.data.tags["seed"])): r.data.metrics["test/acc"] for r in runs
+    }
+    assert all(tags["ce", s]["test_split"] == tags["focal", s]["test_split"] for s in (1, 2, 3))
+    assert len({tags["ce", s]["test_split"] for s in (1, 2, 3)}) == 3
+    n_val, n_test = round(0.1 * 1797), round(0.2 * 1797)  # conf/dataset/digits.yaml's sizes
+    n = [(int(t["n_train"]), int(t["n_val"]), int(t["n_test"])) for t in tags.values()]
+    assert set(n) == {(1797 - n_val - n_test, n_val, n_test)}
+    text = write_report(uri, "resampled", None, tmp_path / "rep").read_text()
+    assert [line for line in text.splitlines() if line.startswith("## ")] == ["## digits"]
+    assert "Splits: each seed carved its own train/val/test split" in text
+    listed = rows(tmp_path / "rep" / "runs.csv")
+    assert {(r["n_train"], r["n_test"], r["test_split"]) for r in listed} == {
+        (t["n_train"], t["n_test"], t["test_split"]) for t in tags.values()}  # fmt: skip
+    best = max(("ce", "focal"), key=lambda loss: np.mean([acc[loss, s] for s in (1, 2, 3)]))
+    other = "focal" if best == "ce" else "ce"
+    v = next(v for v in rows(tmp_path / "rep" / "verdicts.csv") if v["metric"] == "test/acc")
+    d = np.array([acc[other, s] - acc[best, s] for s in (1, 2, 3)])
+    se = np.sqrt((1 / 3 + n_test / (1797 - n_val - n_test)) * d.var(ddof=1))
+    assert v["test"] == "corrected t" and v["pair"] == f"softmax + {other}"
+    assert float(v["p"]) == pytest.approx(2 * scipy_stats.t.sf(abs(d.mean()) / se, 2))
+    assert float(v["ci_high"]) == pytest.approx(d.mean() + scipy_stats.t.ppf(0.975, 2) * se)
 
 
 def test_holm_matches_its_definition() -> None:

@@ -5,6 +5,7 @@ of the same permutation, decoded per sample by DataLoader workers into pinned me
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -242,17 +243,27 @@ class ClassificationData(pl.LightningDataModule):
         """``{"train": (x, y), "val": (x, y), "test": (x, y)}``, the same for every call."""
         raise NotImplementedError
 
-    def train_targets(self) -> Tensor:
-        """The training split's targets: class indices (N,) or multi-hot rows (N, C)."""
+    def targets(self, split: str = "train") -> Tensor:
+        """A split's targets: class indices (N,) or multi-hot rows (N, C)."""
         if self.stream:
-            return self.samples("train").targets  # type: ignore[attr-defined]
+            return self.samples(split).targets  # type: ignore[attr-defined]
         if not self.splits:
             self.setup()
-        return self.splits["train"].tensors[1]
+        return self.splits[split].tensors[1]
+
+    def split_tags(self) -> dict[str, str]:
+        """The run's tags of its splits: their sizes (``n_train``, ``n_val``, ``n_test``) and
+        ``test_split``, a fingerprint of the test split (its targets in order): runs whose test
+        sets differ (carved by each run's own ``split_seed``) have different fingerprints, so
+        the report can tell resampled splits from one fixed test set."""
+        targets = {k: self.targets(k).cpu() for k in SPLITS}
+        tags = {f"n_{k}": str(len(y)) for k, y in targets.items()}
+        digest = hashlib.sha1(targets["test"].contiguous().numpy().tobytes()).hexdigest()
+        return tags | {"test_split": digest[:12]}
 
     def class_counts(self) -> Tensor:
         """Training samples per class (C,): of each class, or with each label."""
-        y = self.train_targets().cpu()
+        y = self.targets().cpu()
         if y.ndim == 1:
             return torch.bincount(y, minlength=self.num_classes)
         return y.sum(0).round().long()

@@ -42,6 +42,16 @@ class Pair:
     def values(self, metric: str) -> np.ndarray:
         return np.array(list(self.by_seed(metric).values()))
 
+    @property
+    def test_share(self) -> float:
+        """n_test / n_train (mean over its runs) where the pair's runs were tested on test splits
+        of their own (``test_split`` fingerprints differ: each seed carved its own split), else
+        0: one fixed test split."""
+        tags = [r.data.tags for r in self.runs if "test_split" in r.data.tags]
+        if len({t["test_split"] for t in tags}) < 2:
+            return 0.0
+        return float(np.mean([int(t["n_test"]) / int(t["n_train"]) for t in tags]))
+
     def mean_std(self, metric: str) -> tuple[float, float]:
         v = self.values(metric)
         if not len(v):

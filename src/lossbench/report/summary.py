@@ -123,14 +123,25 @@ def varying_keys(params: list[dict[str, str]]) -> set[str]:
     return {k for d in params for k in d if len({e[k] for e in params if k in e}) > 1}
 
 
+SEED = "\0seed"  # the run's seed beside its config values (no param has this name)
+
+
+def follows_seed(params: list[dict[str, str]]) -> set[str]:
+    """The keys whose value is the run's own seed (``params[SEED]``) in every run that has them,
+    e.g. ``dataset/split_seed`` set to ``${seed}``: part of the seed, not a setting."""
+    keys = {k for d in params for k in d} - {SEED}
+    return {k for k in keys if all(d[k] == d[SEED] for d in params if k in d)}
+
+
 def conditions(runs: list[Run]) -> dict[str, str]:
     """Per run id, the config values that vary between runs of one dataset and stress condition
     other than head, loss (and their parameters) and seed, e.g. ``model=cnn`` or
     ``optimizer.lr=0.01``: runs that differ in them are not seeds of one comparison but settings
     of their own (ce on an MLP beside focal on a CNN compares nothing); "" where none varies. A
     tuned comparison's lr (``tuned_lr``) is its pair's own; the noise (imbalance) options of a
-    run without noise (imbalance) do nothing. A group's choice (``model/name``,
-    ``optimizer/_target_``) names it; its other parameters are left out."""
+    run without noise (imbalance) do nothing; a value that is each run's own seed
+    (``dataset.split_seed='${seed}'``: each seed its own split) is the seed's. A group's choice
+    (``model/name``, ``optimizer/_target_``) names it; its other parameters are left out."""
 
     def config(r: Run) -> dict[str, str]:
         _, rate, factor = _stress(r)
@@ -147,8 +158,9 @@ def conditions(runs: list[Run]) -> dict[str, str]:
     configs = {r.info.run_id: config(r) for r in runs}
     settings: dict[tuple, list[dict[str, str]]] = defaultdict(list)
     for r in runs:
-        settings[where(r)].append(configs[r.info.run_id])
-    varying = {setting: varying_keys(found) for setting, found in settings.items()}
+        settings[where(r)].append({**configs[r.info.run_id], SEED: r.data.tags.get("seed")})
+    varying = {setting: varying_keys(found) - follows_seed(found)
+               for setting, found in settings.items()}  # fmt: skip
     out = {}
     for r in runs:
         keys, own = varying[where(r)], configs[r.info.run_id]

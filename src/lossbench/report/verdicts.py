@@ -78,25 +78,21 @@ def margin_for(metric: str, points: float) -> float:
     return NLL_MARGIN if "nll" in metric else points / 100
 
 
+def versus(a: Pair, b: Pair, metric: str, points: float) -> stats.Comparison:
+    """``a`` against ``b`` on ``metric`` over their seeds (:func:`stats.paired`), with the
+    corrected variance where their splits were resampled per seed."""
+    return stats.paired(a.name, b.name, metric, a.by_seed(metric), b.by_seed(metric),
+                        margin_for(metric, points), metric in HIGHER,
+                        max(a.test_share, b.test_share))  # fmt: skip
+
+
 def compare(
     pairs: list[Pair], metric: str, points: float, rank_by: str = ACC
 ) -> list[stats.Comparison]:
     """Every pair against the best (by the mean of ``rank_by``) on ``metric``, Holm-adjusted."""
     best, *rest = by_metric(pairs, rank_by)
-    higher = metric in HIGHER
-    found = [
-        stats.paired(
-            p.name,
-            best.name,
-            metric,
-            p.by_seed(metric),
-            best.by_seed(metric),
-            margin_for(metric, points),
-            higher,
-        )  # fmt: skip
-        for p in rest
-        if p.by_seed(metric) and best.by_seed(metric)
-    ]
+    found = [versus(p, best, metric, points) for p in rest
+             if p.by_seed(metric) and best.by_seed(metric)]  # fmt: skip
     stats.adjust(found)
     return found
 
@@ -110,8 +106,7 @@ def same_function_checks(pairs: list[Pair], points: float) -> list[stats.Compari
         present = [names[f"{head} + {loss}"] for loss in losses if f"{head} + {loss}" in names]
         for i, a in enumerate(present):
             for b in present[i + 1 :]:
-                found.append(stats.paired(a.name, b.name, ACC, a.by_seed(ACC), b.by_seed(ACC),
-                                          margin_for(ACC, points)))  # fmt: skip
+                found.append(versus(a, b, ACC, points))
     stats.adjust(found)
     return found
 
@@ -132,8 +127,7 @@ def claims_checked(pairs: list[Pair], setting: str, points: float) -> list[str]:
                          for n in (claim.better, claim.worse))  # fmt: skip
         if not ok or better is None or worse is None:
             continue
-        c = stats.paired(better.name, worse.name, ACC, better.by_seed(ACC), worse.by_seed(ACC),
-                         margin_for(ACC, points))  # fmt: skip
+        c = versus(better, worse, ACC, points)
         c.p_holm, c.p_tost_holm = c.p, c.p_tost
         verdict = c.verdict(1)
         if verdict.startswith("better"):

@@ -56,7 +56,8 @@ from lossbench.tracking.store import experiment_named, open_store
 CALIBRATION = ("test/nll", "test/brier", "test/ece", "test/nll_ts", "test/ece_ts",
                "test/temperature")  # fmt: skip
 BAR_METRICS = ("test/acc", "test/f1_macro", "test/map")
-RUN_COLUMNS = ("dataset", "head", "loss", "seed", "model", "task", "sweep_id")
+RUN_COLUMNS = ("dataset", "head", "loss", "seed", "model", "task", "sweep_id", "n_train", "n_val",
+               "n_test", "test_split")  # fmt: skip
 PARAM_COLUMNS = ("optimizer/lr", "trainer/max_epochs", "test_on", "dataset/noise/rate",
                  "dataset/noise/kind", "dataset/imbalance/factor", "loss/class_weight")  # fmt: skip
 
@@ -123,6 +124,21 @@ def glance_table(
         "mean); — not run there. Rows by mean rank over the settings a pair ran in."
     )
     return ["## At a glance", "", legend, "", *lines]
+
+
+def resampled_note(pairs: list[Pair]) -> list[str]:
+    """Where the setting's seeds each carved their own split: say so, with its sizes, and how
+    that changes the test."""
+    runs = [r for p in pairs if p.test_share for r in p.runs]
+    if not runs:
+        return []
+    n = {k: np.mean([int(r.data.tags[f"n_{k}"]) for r in runs]) for k in ("train", "val", "test")}
+    return [f"Splits: each seed carved its own train/val/test split (about {n['train']:,.0f} / "
+            f"{n['val']:,.0f} / {n['test']:,.0f} samples), so these verdicts hold over the choice "
+            "of test set, not for one test set. The seeds' training sets overlap: the tests are "
+            "Nadeau & Bengio's (2003) corrected resampled t-test, whose variance is (1/n + "
+            f"n_test/n_train = {n['test'] / n['train']:.3g}) × sd² instead of sd²/n: wider "
+            "intervals, and a floor that more seeds do not lower.", ""]  # fmt: skip
 
 
 def use_line(client: MlflowClient, tracking_uri: str, best: Pair) -> list[str]:
@@ -344,7 +360,9 @@ def write_report(
         f"Each pair is compared with the best pair (by mean {NAMES[metric]}) over the seeds both "
         "ran: paired per seed (the same seed gives every pair the same initial weights and "
         "data order), a two-sided paired t-test (Wilcoxon's signed-rank test beside it from 6 "
-        "seeds), or Welch's t-test when the seeds differ; p-values Holm-corrected over the pairs "
+        "seeds), or Welch's t-test when the seeds differ (where each seed carved its own "
+        "split, Nadeau & Bengio's corrected variance: see the setting); p-values Holm-corrected "
+        "over the pairs "
         f"compared, α = {stats.ALPHA}; 95% confidence intervals of the mean difference. "
         f"'equivalent' means two one-sided tests put the difference within ±{margin:g} "
         f"accuracy points (±{NLL_MARGIN} nats for NLL); 'undecided' says about how many seeds "
@@ -367,6 +385,7 @@ def write_report(
         plot_curves(group, out / f"{slug}-val-loss.png")
         plot_bars(group, BAR_METRICS, out / f"{slug}-test-metrics.png")
         lines += ["", f"## {setting}", "", *opening(group, verdicts, checks, margin, metric), ""]
+        lines += resampled_note(group)
         lines += use_line(client, tracking_uri, by_metric(group, metric)[0])
         lines += claims_checked(group, setting, margin)
         lines += ["", "### Ranked", "", *ranked_table(group, verdicts.get(metric, []), metric), ""]

@@ -197,7 +197,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False
                                                mode=stop.mode)]  # fmt: skip
 
     tags = {"dataset": dataset, "head": head_name, "loss": loss_name, "seed": cfg.seed}
-    tags |= {"model": model_name, "task": task, "config_hash": chash}
+    tags |= {"model": model_name, "task": task, "config_hash": chash, **data.split_tags()}
     tags |= {**store.process_tags(), store.OUTPUT_TAG: str(output_dir)}
     if (sweep := current_sweep()) is not None:
         tags["sweep_id"] = sweep
