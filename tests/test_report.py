@@ -40,13 +40,14 @@ def sweep(tmp_path_factory, tiny_data) -> Path:
 
 @pytest.fixture(scope="module")
 def paired_sweep(tmp_path_factory, tiny_data) -> tuple[Path, Path]:
-    """Digits, five valid pairs × seeds 1..6 (seed-matched); ce and nll compute one function."""
+    """Digits, five valid pairs × seeds 1..6 (seed-matched); ce and nll compute one function.
+    Trained side by side (the fused launcher: its runs equal sequential ones, test_fused)."""
     tmp = tmp_path_factory.mktemp("paired")
     proc = run_train(
         tmp, tiny_data[0], "dataset=digits", "head=softmax,sigmoid",
         "loss=ce,nll,brier,bce_logits", "seed=1,2,3,4,5,6", "trainer.max_epochs=2",
         "trainer.accelerator=cpu", "progress_bar=log", "optimizer.lr=0.003",
-        multirun=True,
+        "hydra/launcher=fused", multirun=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp / "rep"
