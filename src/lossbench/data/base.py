@@ -60,13 +60,18 @@ def carve(
     class, as scikit-learn's ``train_test_split(stratify=labels)`` draws it, so that every set
     keeps the classes' proportions (a rare class is not left out of a small test split by
     chance); where a class has too few samples for that, and without labels, the sets are
-    :func:`split_indices`'."""
+    :func:`split_indices`'. Multi-label ``labels`` (0/1 rows, (n, C)) are carved by iterative
+    stratification (:mod:`lossbench.data.stratify`): every set keeps each label's share."""
     if labels is None:
         return split_indices(n, sizes, seed)
     import numpy as np
     from sklearn.model_selection import train_test_split
 
     y, rest, parts = np.asarray(labels), np.arange(n), []
+    if y.ndim == 2:
+        from lossbench.data.stratify import iterative
+
+        return [torch.from_numpy(part) for part in iterative(y, sizes, seed)]
     try:
         for size in sizes[:-1]:
             rest, part = train_test_split(rest, test_size=size, stratify=y[rest],

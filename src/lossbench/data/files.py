@@ -123,8 +123,8 @@ class ImageSet(ClassificationData):
         )
 
     def _carve(self, listed: dict[str, list | None]) -> dict[str, list]:
-        """Missing val/test splits carved from train (fixed by ``split_seed``; multi-class:
-        stratified by class where ``stratify``)."""
+        """Missing val/test splits carved from train (fixed by ``split_seed``; stratified by
+        class or by label where ``stratify``)."""
         train = listed["train"] or []
         missing = [s for s in ("val", "test") if not listed.get(s)]
         n = len(train)
@@ -135,7 +135,9 @@ class ImageSet(ClassificationData):
                 f"carving {', '.join(missing)} from the {n} training images leaves none to "
                 "train on; lower dataset.val_size / dataset.test_size, or add val/ and test/"
             )
-        labels = [c for _, c in train] if self.stratify and self.task == "multiclass" else None
+        labels = None
+        if self.stratify:  # a class per image, or 0/1 rows of the labels
+            labels = [c for _, c in train] if self.task == "multiclass" else self._targets(train)
         parts = carve(n, [*wanted, n - sum(wanted)], self.split_seed, labels)
         out = {s: listed[s] for s in SPLITS if listed.get(s)}
         for split, idx in zip([*missing, "train"], parts, strict=True):

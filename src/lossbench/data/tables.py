@@ -284,7 +284,7 @@ class Table(ClassificationData):
 
     def split_of(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Row indices per split: the split column's, with missing splits carved from train
-        (multi-class: stratified by class where ``stratify``)."""
+        (stratified by class or by label where ``stratify``)."""
         n = len(frame)
         if self.split_column in frame.columns:
             values = frame[self.split_column].astype(str)
@@ -309,6 +309,8 @@ class Table(ClassificationData):
         labels = None
         if self.stratify and self.task == "multiclass":
             labels = frame[self.labels[0]].astype(str).to_numpy()[train]
+        elif self.stratify:  # the 0/1 label columns (checked)
+            labels = self._targets(frame).numpy()[train]
         parts = carve(len(train), [*wanted, len(train) - sum(wanted)], self.split_seed, labels)
         for split, idx in zip([*missing, "train"], parts, strict=True):
             given[split] = train[idx.numpy()]
