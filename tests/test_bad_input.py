@@ -283,6 +283,9 @@ def test_train_py_exits_2_with_one_message_and_a_traceback_only_when_asked(
     typed = run_train(tmp_path, tiny_data[0], "dataset.batch_size=abc")
     assert typed.returncode == 2 and "Traceback" not in typed.stderr
     assert "could not be converted to Integer" in typed.stderr
+    swept = run_train(tmp_path, tiny_data[0], "dataset.batch_size=32,abc", multirun=True)
+    assert swept.returncode == 2 and "Traceback" not in swept.stderr  # and no store (below)
+    assert "dataset.batch_size=abc" in swept.stderr.strip().splitlines()[-2]
     loud = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "trainer.max_epochs=0",
          f"logger.tracking_uri={sqlite_uri(tmp_path / 'mlflow.db')}",

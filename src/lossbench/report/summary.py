@@ -27,11 +27,14 @@ from rich.table import Table
 from lossbench.errors import LossbenchError, check_writable_dir, exit_on_user_error
 from lossbench.tracking.mlflow_run import NOT_HASHED, sweep_id
 from lossbench.tracking.store import (
+    check_store,
     close_stale,
     experiment_named,
     open_store,
     prepare_store,
+    resolve_tracking_uri,
     retry_if_locked,
+    sqlite_path,
 )
 
 OUTCOME = "outcome.json"  # each sweep job's status, written into its output dir
@@ -300,8 +303,10 @@ class SweepSummary(Callback):
     """Hydra callback of every run and sweep.
 
     Before a single run, and before a sweep's first job: the output folder must be writable
-    (else one message and exit 2). A sweep then creates the store and the experiment once, and
-    closes this host's runs whose process died. When the sweep ends: record its skipped jobs in
+    (else one message and exit 2). A sweep then creates the experiment once in an existing
+    store (a new SQLite file: checked, and left to the first job to create, so that a sweep
+    whose jobs fail to compose leaves no store), and closes this host's runs whose process
+    died. When the sweep ends: record its skipped jobs in
     the experiment (for the report), print its runs as a table and the count of finished, failed
     and skipped jobs with the reasons, and exit 1 if any job failed or the summary itself could
     not be made. (Hydra turns a callback's exception into a warning: errors leave by exit.)
@@ -317,6 +322,10 @@ class SweepSummary(Callback):
         with exit_on_user_error("lossbench"):
             check_writable_dir(config.hydra.sweep.dir, "the sweep folder (hydra.sweep.dir)",
                                "set hydra.sweep.dir to a writable folder")  # fmt: skip
+            path = sqlite_path(resolve_tracking_uri(lg.tracking_uri))
+            if path is not None and not path.exists():  # its first job creates it (under a
+                check_store(lg.tracking_uri)  # lock): a sweep whose jobs fail to compose, none
+                return
             try:
                 client = prepare_store(lg.tracking_uri, lg.experiment_name, lg.artifact_location)
                 close_stale(client)
