@@ -389,7 +389,7 @@ def test_resampled_splits_use_nadeau_bengios_corrected_resampled_t_test() -> Non
     )
     # the variance's floor (n2/n1) σ̂² does not shrink with seeds: below it, seeds cannot settle
     stats.adjust([c])
-    assert c.verdict(1).startswith("undecided: more seeds cannot settle it"), c.verdict(1)
+    assert c.verdict(1).startswith("undecided: more seeds alone cannot settle it"), c.verdict(1)
     fixed.p_holm = fixed.p_tost_holm = 1.0
     assert re.fullmatch(r"undecided: about \d+ seeds needed", fixed.verdict(1))
     far = {s: v + 0.03 for s, v in x.items()}

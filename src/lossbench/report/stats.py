@@ -14,8 +14,8 @@ Each pair is compared with a reference pair (the best by mean test accuracy), pe
   Learning 52:239–281) corrected resampled t-test replaces it by ``(1/n + n_test/n_train) · sd²``,
   with n − 1 degrees of freedom; the interval, TOST and seeds needed use the same variance, and
   Welch's test (seeds that differ) inflates each mean's variance alike (lossbench's extension).
-  Its floor ``n_test/n_train · sd²`` does not shrink with seeds: a difference below it is
-  settled by a larger test split, not by more seeds.
+  Its floor ``n_test/n_train · sd²`` does not shrink with seeds: every split is drawn from the
+  same samples, so a difference below it needs more data, not more seeds.
 * **Holm–Bonferroni** (Holm 1979) over the pairs compared with the reference, per metric:
   the i-th smallest of m p-values becomes ``max_{j ≤ i} min(1, (m − j + 1) p_(j))``.
 * **Equivalence within ±δ**: two one-sided tests (Schuirmann 1987) on the same differences,
@@ -79,8 +79,7 @@ class Comparison:
             return f"equivalent within ±{self.margin:g}"
         needed = seeds_needed(self.diff, self.sd, self.margin, m, self.n, alpha, self.test_share)
         if needed == NEVER:
-            return ("undecided: more seeds cannot settle it, the test split is too small "
-                    "(a larger dataset.test_size would)")  # fmt: skip
+            return "undecided: more seeds alone cannot settle it, more data would"
         if needed:
             return f"undecided: about {needed} seeds needed"
         return "undecided: one seed a side, no spread yet: run more seeds" if self.n < 2 else (
