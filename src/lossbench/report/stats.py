@@ -210,8 +210,11 @@ def seeds_needed(
     ]
     if not targets:
         return NEVER
-    k = np.arange(max(n + 1, 3), 100_000)
-    first = [k[enough].min() for effect, level in targets
-             if (enough := effect >= (stats.t.ppf(level, k - 1) + stats.t.ppf(POWER, k - 1))
-                 * sd * np.sqrt(1 / k + rho)).any()]  # fmt: skip
-    return int(min(first)) if first else NEVER if rho else None
+    start = max(n + 1, 3)
+    for k in (np.arange(start, 1_000), np.arange(max(start, 1_000), 100_000)):  # most need few
+        first = [k[enough].min() for effect, level in targets
+                 if (enough := effect >= (stats.t.ppf(level, k - 1) + stats.t.ppf(POWER, k - 1))
+                     * sd * np.sqrt(1 / k + rho)).any()]  # fmt: skip
+        if first:
+            return int(min(first))
+    return NEVER if rho else None
