@@ -175,7 +175,7 @@ def adjust(comparisons: list[Comparison]) -> None:
         c.p_tost_holm = p
 
 
-NEVER = -1  # seeds_needed: no number of seeds would (resampled splits, a test split too small)
+NEVER = -1  # seeds_needed: no number of seeds would (splits resampled from too little data)
 
 
 def seeds_needed(

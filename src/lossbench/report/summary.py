@@ -126,14 +126,11 @@ def varying_keys(params: list[dict[str, str]]) -> set[str]:
     return {k for d in params for k in d if len({e[k] for e in params if k in e}) > 1}
 
 
-SEED = "\0seed"  # the run's seed beside its config values (no param has this name)
-
-
-def follows_seed(params: list[dict[str, str]]) -> set[str]:
-    """The keys whose value is the run's own seed (``params[SEED]``) in every run that has them,
-    e.g. ``dataset/split_seed`` set to ``${seed}``: part of the seed, not a setting."""
-    keys = {k for d in params for k in d} - {SEED}
-    return {k for k in keys if all(d[k] == d[SEED] for d in params if k in d)}
+def follows_seed(params: list[dict[str, str]], seeds: list[str]) -> set[str]:
+    """The keys whose value is the run's own seed (``seeds``, one per ``params``) in every run
+    that has them, e.g. ``dataset/split_seed`` set to ``${seed}``: the seed's, not a setting."""
+    keys, runs = {k for d in params for k in d}, list(zip(params, seeds, strict=True))
+    return {k for k in keys if all(d[k] == seed for d, seed in runs if k in d)}
 
 
 def conditions(runs: list[Run]) -> dict[str, str]:
@@ -160,9 +157,11 @@ def conditions(runs: list[Run]) -> dict[str, str]:
 
     configs = {r.info.run_id: config(r) for r in runs}
     settings: dict[tuple, list[dict[str, str]]] = defaultdict(list)
+    seeds: dict[tuple, list[str]] = defaultdict(list)
     for r in runs:
-        settings[where(r)].append({**configs[r.info.run_id], SEED: r.data.tags.get("seed")})
-    varying = {setting: varying_keys(found) - follows_seed(found)
+        settings[where(r)].append(configs[r.info.run_id])
+        seeds[where(r)].append(r.data.tags.get("seed", ""))
+    varying = {setting: varying_keys(found) - follows_seed(found, seeds[setting])
                for setting, found in settings.items()}  # fmt: skip
     out = {}
     for r in runs:
