@@ -80,7 +80,7 @@ def test_each_member_is_its_own_run_with_the_sequential_history(fused_and_sequen
     assert "8 configs composed, 8 more differing only in values" in proc.stderr + proc.stdout
     assert sorted(runs) == sorted(seq_runs) and len(runs) == 10
     groups = {r.data.tags["fused_group"] for r in runs.values()}
-    assert len(groups) == 1
+    assert len(groups) == 1 and {r.data.tags["fused_group_size"] for r in runs.values()} == {"10"}
     for name, mine in runs.items():
         assert_same_run(fused, mine, seq, seq_runs[name])
 

@@ -99,6 +99,12 @@ def test_paired_verdicts_recomputed_from_the_store(paired_sweep) -> None:
         assert float(v["p_holm"]) == pytest.approx(running)
     text = (out / "REPORT.md").read_text()
     assert f"**Best: {best}**" in text
+    # s / run: trained side by side, a run's share of its fused group's wall time
+    group = [r for r in runs if f"{r.data.tags['head']} + {r.data.tags['loss']}" == best]
+    share = [(r.info.end_time - r.info.start_time) / 1000 / int(r.data.tags["fused_group_size"])
+             for r in group]  # fmt: skip
+    row = next(line for line in text.splitlines() if line.startswith(f"| 1 | {best} |"))
+    assert float(row.split("|")[8]) == pytest.approx(np.mean(share), abs=0.051)
     for v in verdicts:
         row = next(line for line in text.splitlines() if line.startswith("| ") and
                    f"| {v['pair']} |" in line and "paired t" in line)  # fmt: skip

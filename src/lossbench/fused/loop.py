@@ -171,6 +171,7 @@ def _fit(members: list[Member], group: str) -> None:
                  j.logger.experiment.tracking_uri, group)  # fmt: skip
         run.open_run(j)
         j.logger.experiment.set_tag(j.logger.run_id, GROUP_TAG, group)
+        j.logger.experiment.set_tag(j.logger.run_id, mlflow_run.GROUP_SIZE_TAG, str(count))
         j.clock["fit_start"] = time.perf_counter()
     labels = {k: _member_labels(jobs, k, splits[k], device) for k in splits}
     x_train, y_train = splits["train"].tensors

@@ -50,7 +50,7 @@ from lossbench.report.verdicts import (
     same_function_checks,
     verdict_of,
 )
-from lossbench.tracking.mlflow_run import WEIGHTS
+from lossbench.tracking.mlflow_run import GROUP_SIZE_TAG, WEIGHTS
 from lossbench.tracking.store import experiment_named, open_store
 
 CALIBRATION = ("test/nll", "test/brier", "test/ece", "test/nll_ts", "test/ece_ts",
@@ -78,7 +78,14 @@ def ranked_table(
     for i, p in enumerate(by_metric(pairs, rank_by), 1):
         best_val = np.array([min(c) for c in p.val_curves if c])
         epochs = np.array([len(c) for c in p.val_curves])
-        wall = np.array([(r.info.end_time - r.info.start_time) / 1000 for r in p.runs])
+        wall = np.array(
+            [
+                (r.info.end_time - r.info.start_time)
+                / 1000
+                / int(r.data.tags.get(GROUP_SIZE_TAG, 1))
+                for r in p.runs
+            ]
+        )  # fused: a share
         row = [str(i), p.name, str(len(p.runs)), *(fmt(*p.mean_std(m)) for m in shown)]
         row += [fmt(best_val.mean(), best_val.std(ddof=1) if len(best_val) > 1 else 0.0),
                 f"{epochs.mean():.1f}", f"{wall.mean():.1f}"]  # fmt: skip
@@ -367,7 +374,9 @@ def write_report(
         f"'equivalent' means two one-sided tests put the difference within ±{margin:g} "
         f"accuracy points (±{NLL_MARGIN} nats for NLL); 'undecided' says about how many seeds "
         "would settle it, from the observed spread. Mean ± sample std over seeds. Val loss is "
-        "each pair's own loss: compare it within a pair, not across losses. Details: "
+        "each pair's own loss: compare it within a pair, not across losses; s / run: a run's "
+        "wall time (trained side by side, its fused group's divided among the group's runs). "
+        "Details: "
         "`verdicts.csv`, `runs.csv`.",
     ]
     all_verdicts: list[tuple[str, stats.Comparison, int]] = []

@@ -37,6 +37,7 @@ RELIABILITY = "reliability.json"  # the test split's reliability-diagram bins
 COUNTS = "class_counts.json"  # the training split's class counts, under noise or imbalance
 PREDICTOR = "predictor.json"  # what lossbench.predict needs besides the weights
 WEIGHTS = "weights.pt"  # the tested weights (the model's state_dict)
+GROUP_SIZE_TAG = "fused_group_size"  # runs trained in one fused loop: a member's share of its wall
 
 
 def run_name(dataset: str, head: str, loss: str, seed: int) -> str:
