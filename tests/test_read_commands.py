@@ -246,6 +246,21 @@ def test_runs_of_one_pair_that_differ_in_config_are_settings_of_their_own(tmp_pa
     assert sorted(summary.conditions(noisy).values()) == [
         "", "", "dataset.noise.seed=0", "dataset.noise.seed=1"]  # fmt: skip
 
+    split_exp = client.create_experiment("splits")  # split_seed='${seed}' beside a fixed split
+    for split_seed, seed in (("0", 0), ("0", 1), ("0", 2), ("1", 1), ("2", 2), ("3", 3)):
+        run = client.create_run(split_exp, tags={"dataset": "digits", "seed": str(seed)})
+        client.log_param(run.info.run_id, "dataset/split_seed", split_seed)
+        client.set_terminated(run.info.run_id)
+    splits = summary.find_runs(client, "splits")
+    by_run = summary.conditions(splits)
+    got = sorted((r.data.tags["seed"], r.data.params["dataset/split_seed"], by_run[r.info.run_id])
+                 for r in splits)  # fmt: skip
+    fixed, resampled = "dataset.split_seed=0", "dataset.split_seed=${seed}"
+    assert got == [("0", "0", fixed), ("1", "0", fixed), ("1", "1", resampled),
+                   ("2", "0", fixed), ("2", "2", resampled), ("3", "3", resampled)]  # fmt: skip
+    alone = [r for r in splits if r.data.params["dataset/split_seed"] != "0"]
+    assert set(summary.conditions(alone).values()) == {""}  # all resampled: no setting to name
+
 
 def test_summary_groups_runs_by_stress_and_names_it(tmp_path: Path) -> None:
     """Runs recorded (no training) in a real store: clean, imbalanced and noisy settings of one

@@ -126,11 +126,22 @@ def varying_keys(params: list[dict[str, str]]) -> set[str]:
     return {k for d in params for k in d if len({e[k] for e in params if k in e}) > 1}
 
 
-def follows_seed(params: list[dict[str, str]], seeds: list[str]) -> set[str]:
-    """The keys whose value is the run's own seed (``seeds``, one per ``params``) in every run
-    that has them, e.g. ``dataset/split_seed`` set to ``${seed}``: the seed's, not a setting."""
-    keys, runs = {k for d in params for k in d}, list(zip(params, seeds, strict=True))
-    return {k for k in keys if all(d[k] == seed for d, seed in runs if k in d)}
+SEEDED = "${seed}"
+
+
+def mark_seeded(params: list[dict[str, str]], seeds: list[str]) -> None:
+    """In place: where a key's value is its run's own seed (``seeds``, one per ``params``) in
+    runs of two seeds or more (``dataset/split_seed`` set to ``${seed}``: each seed its own
+    split), that value becomes ``${seed}``: one setting, the seed's, not one per seed (and apart
+    from runs of a fixed value, ``dataset.split_seed=0``; a run whose seed equals that fixed
+    value is one of them: the same config)."""
+    for key in {k for d in params for k in d}:
+        fixed = {d[key] for d, seed in zip(params, seeds, strict=True) if d.get(key, seed) != seed}
+        following = [i for i, (d, seed) in enumerate(zip(params, seeds, strict=True))
+                     if d.get(key) == seed and seed not in fixed]  # fmt: skip
+        if len({seeds[i] for i in following}) > 1:
+            for i in following:
+                params[i][key] = SEEDED
 
 
 def conditions(runs: list[Run]) -> dict[str, str]:
@@ -140,7 +151,8 @@ def conditions(runs: list[Run]) -> dict[str, str]:
     of their own (ce on an MLP beside focal on a CNN compares nothing); "" where none varies. A
     tuned comparison's lr (``tuned_lr``) is its pair's own; the noise (imbalance) options of a
     run without noise (imbalance) do nothing; a value that is each run's own seed
-    (``dataset.split_seed='${seed}'``: each seed its own split) is the seed's. A group's choice
+    (``dataset.split_seed='${seed}'``: each seed its own split) is the seed's
+    (:func:`mark_seeded`). A group's choice
     (``model/name``, ``optimizer/_target_``) names it; its other parameters are left out."""
 
     def config(r: Run) -> dict[str, str]:
@@ -161,8 +173,9 @@ def conditions(runs: list[Run]) -> dict[str, str]:
     for r in runs:
         settings[where(r)].append(configs[r.info.run_id])
         seeds[where(r)].append(r.data.tags.get("seed", ""))
-    varying = {setting: varying_keys(found) - follows_seed(found, seeds[setting])
-               for setting, found in settings.items()}  # fmt: skip
+    for setting, found in settings.items():
+        mark_seeded(found, seeds[setting])
+    varying = {setting: varying_keys(found) for setting, found in settings.items()}
     out = {}
     for r in runs:
         keys, own = varying[where(r)], configs[r.info.run_id]
