@@ -152,8 +152,8 @@ def conditions(runs: list[Run]) -> dict[str, str]:
     tuned comparison's lr (``tuned_lr``) is its pair's own; the noise (imbalance) options of a
     run without noise (imbalance) do nothing; a value that is each run's own seed
     (``dataset.split_seed='${seed}'``: each seed its own split) is the seed's
-    (:func:`mark_seeded`). A group's choice
-    (``model/name``, ``optimizer/_target_``) names it; its other parameters are left out."""
+    (:func:`mark_seeded`). A group's choice (``model/name``, ``optimizer/_target_``) names it;
+    its other parameters are left out."""
 
     def config(r: Run) -> dict[str, str]:
         _, rate, factor = _stress(r)
@@ -318,10 +318,10 @@ class SweepSummary(Callback):
     (else one message and exit 2). A sweep then creates the experiment once in an existing
     store (a new SQLite file: checked, and left to the first job to create, so that a sweep
     whose jobs fail to compose leaves no store), and closes this host's runs whose process
-    died. When the sweep ends: record its skipped jobs in
-    the experiment (for the report), print its runs as a table and the count of finished, failed
-    and skipped jobs with the reasons, and exit 1 if any job failed or the summary itself could
-    not be made. (Hydra turns a callback's exception into a warning: errors leave by exit.)
+    died. When the sweep ends: record its skipped jobs in the experiment (for the report), print
+    its runs as a table and the count of finished, failed and skipped jobs with the reasons, and
+    exit 1 if any job failed or the summary itself could not be made. (Hydra turns a callback's
+    exception into a warning: errors leave by exit.)
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:

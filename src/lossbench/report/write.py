@@ -78,14 +78,9 @@ def ranked_table(
     for i, p in enumerate(by_metric(pairs, rank_by), 1):
         best_val = np.array([min(c) for c in p.val_curves if c])
         epochs = np.array([len(c) for c in p.val_curves])
-        wall = np.array(
-            [
-                (r.info.end_time - r.info.start_time)
-                / 1000
-                / int(r.data.tags.get(GROUP_SIZE_TAG, 1))
-                for r in p.runs
-            ]
-        )  # fused: a share
+        shares = [int(r.data.tags.get(GROUP_SIZE_TAG, 1)) for r in p.runs]  # fused: a member's
+        wall = np.array([(r.info.end_time - r.info.start_time) / 1000 / k
+                         for r, k in zip(p.runs, shares, strict=True)])  # fmt: skip
         row = [str(i), p.name, str(len(p.runs)), *(fmt(*p.mean_std(m)) for m in shown)]
         row += [fmt(best_val.mean(), best_val.std(ddof=1) if len(best_val) > 1 else 0.0),
                 f"{epochs.mean():.1f}", f"{wall.mean():.1f}"]  # fmt: skip
