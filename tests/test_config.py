@@ -205,6 +205,12 @@ def test_each_option_takes_exactly_its_class_parameters(group, registry, skip) -
         assert keys == accepted(registry[name], skip), name
 
 
+def test_split_check_trains_side_by_side_and_its_split_can_follow_the_seed() -> None:
+    cfg = compose_cfg(["+experiment=split_check", "dataset.split_seed=${seed}", "seed=3"])
+    assert cfg.dataset.split_seed == 3 and cfg.dataset.name == "digits"
+    assert HydraConfig.get().launcher._target_.endswith("FusedLauncher")
+
+
 @pytest.mark.parametrize("study", ["noise_grid", "imbalance_grid"])
 def test_stress_studies_compose(study: str) -> None:
     cfg = compose_cfg([f"+experiment={study}"])
