@@ -135,11 +135,12 @@ def resampled_note(pairs: list[Pair]) -> list[str]:
     if not runs:
         return []
     n = {k: np.mean([int(r.data.tags[f"n_{k}"]) for r in runs]) for k in ("train", "val", "test")}
+    share = max(p.test_share for p in pairs)  # the n_test/n_train its comparisons use
     return [f"Splits: each seed carved its own train/val/test split (about {n['train']:,.0f} / "
             f"{n['val']:,.0f} / {n['test']:,.0f} samples), so these verdicts hold over the choice "
             "of test set, not for one test set. The seeds' training sets overlap: the tests are "
             "Nadeau & Bengio's (2003) corrected resampled t-test, whose variance is (1/n + "
-            f"n_test/n_train = {n['test'] / n['train']:.3g}) × sd² instead of sd²/n: wider "
+            f"n_test/n_train = {share:.3g}) × sd² instead of sd²/n: wider "
             "intervals, and a floor that more seeds do not lower.", ""]  # fmt: skip
 
 
