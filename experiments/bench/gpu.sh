@@ -6,7 +6,8 @@
 #   3. the GPU benchmark: single-run throughput ratios (bare / lightning / lossbench / naive,
 #      CNN) and the multi-class grid (every valid pair x 3 seeds, 1 epoch, CNN) sequential and
 #      fused, end to end;
-#   4. the full-size multiclass_grid study (CNN, 2 epochs, 6 seeds) fused, and its report.
+#   4. the full-size multiclass_grid study (CNN, 2 epochs, 6 seeds) fused (its 96 valid runs in
+#      one group: max_group=96), and its report.
 # Usage: bash experiments/bench/gpu.sh OUT_DIR   (results: summary.txt, gpu.log, *.json, report)
 # Each step has its own time limit, so a slow step cannot take the others' time.
 # STEPS="tests bench_grid" runs only the steps named. The sequential grid runs SEQ_SEEDS seeds
@@ -58,7 +59,7 @@ step bench_single 100 sh -c "$PY -m lossbench.bench --device cuda --model cnn --
 step bench_grid 240 sh -c "$PY -m lossbench.bench --device cuda --grid-only --grid-model cnn \
   --grid-seeds 3 --grid-sequential-seeds ${SEQ_SEEDS:-1} --json > '$OUT/bench-grid.json'"
 step multiclass_grid 150 $PY train.py +experiment=multiclass_grid hydra/launcher=fused \
-  logger.tracking_uri="$STORE" hydra.sweep.dir="$WORK/multiclass_grid"
+  hydra.launcher.max_group=96 logger.tracking_uri="$STORE" hydra.sweep.dir="$WORK/multiclass_grid"
 step report 45 $PY -m lossbench.report --tracking-uri "$STORE" --experiment multiclass_grid \
   --out "$WORK/report"
 for f in REPORT.md runs.csv verdicts.csv; do
