@@ -232,6 +232,9 @@ ELSEWHERE = {
         "tests/test_report.py"
     ),
     "`lossbench.studies.tune` given two trial counts, or a bad one": "tests/test_tune.py",
+    "`hydra/launcher=slurm` without hydra-submitit-launcher installed": (
+        "test_slurm_launcher_without_submitit_is_refused_and_discovery_stays_quiet"
+    ),
 }
 
 
@@ -302,6 +305,52 @@ def test_unwritable_output_folder_exits_2(tmp_path: Path, tiny_data) -> None:
     proc = run_train(tmp_path, tiny_data[0], f"hydra.run.dir={tmp_path / 'blocked' / 'run'}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "the output folder (hydra.run.dir)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+# train.py where hydra-submitit-launcher cannot be imported (None in sys.modules: ImportError)
+NO_SUBMITIT = """
+import runpy, sys, warnings
+sys.modules["hydra_plugins.hydra_submitit_launcher"] = None
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    from hydra.core.plugins import Plugins
+    Plugins.instance()  # discovers every plugin module, lossbench's Slurm launcher among them
+print("discovery warnings:", [str(w.message) for w in seen if "lossbench_slurm" in str(w.message)])
+sys.argv = [TRAIN, *sys.argv[1:]]
+runpy.run_path(TRAIN, run_name="__main__")
+"""
+
+
+def test_slurm_launcher_without_submitit_is_refused_and_discovery_stays_quiet(
+    tmp_path: Path, tiny_data
+) -> None:
+    """A trimmed install (the GPU machines' carried wheels) lacks hydra-submitit-launcher:
+    Hydra warned at every start that lossbench's Slurm plugin failed to import; now it does
+    not, and ``hydra/launcher=slurm`` (whose config builds on the plugin's) says what to
+    install, exit 2, no store."""
+    code = NO_SUBMITIT.replace("TRAIN", repr(str(ROOT / "train.py")))
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "-m", f"data_dir={tiny_data[0]}", "hydra/launcher=slurm",
+         f"logger.tracking_uri={sqlite_uri(tmp_path / 'mlflow.db')}",
+         f"hydra.sweep.dir={tmp_path / 'multirun'}", "seed=1,2"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert "discovery warnings: []" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith("lossbench: error: hydra/launcher=slurm needs "
+                              "hydra-submitit-launcher, which is not installed here")  # fmt: skip
+    assert "Could not load 'hydra/launcher/submitit_slurm'" in message
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "Fix: `pip install 'hydra-submitit-launcher>=1.2'` (a dependency of lossbench: "
+            "`make setup` installs it), or drop hydra/launcher=slurm"
+        )
+    )
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
 

@@ -75,6 +75,13 @@ def check_range(
     raise LossbenchError(f"{key}={value} is out of range: it must be {rule}. Fix: {fix}")
 
 
+# lossbench's configs built on a Hydra plugin's: (its config's name, the choice, the package)
+PLUGIN_CONFIGS = (
+    ("hydra/launcher/submitit_", "hydra/launcher=slurm", "hydra-submitit-launcher"),
+    ("hydra/sweeper/optuna", "hydra/sweeper=lr_search", "hydra-optuna-sweeper"),
+)
+
+
 def user_message(err: BaseException) -> str | None:
     """What ``train.py`` prints after ``lossbench: `` for ``err``, or None for a crash (whose
     traceback is shown). Hydra's and OmegaConf's config errors (an unknown option, a value of the
@@ -90,6 +97,13 @@ def user_message(err: BaseException) -> str | None:
     if not isinstance(err, HydraException | OmegaConfBaseException):
         return None
     text = str(err).split("\nConfig search path:")[0].rstrip()
+    for config, choice, package in PLUGIN_CONFIGS:
+        if f"Could not load '{config}" in text:
+            return (
+                f"error: {choice} needs {package}, which is not installed here (Hydra: "
+                f"{text.splitlines()[0]}). Fix: `pip install '{package}>=1.2'` (a dependency "
+                f"of lossbench: `make setup` installs it), or drop {choice}"
+            )
     lines, cause = [text if "Available options" in text else text.splitlines()[0]], err.__cause__
     while cause is not None:
         first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__

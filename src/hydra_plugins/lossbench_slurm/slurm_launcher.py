@@ -7,6 +7,12 @@ submitit's launcher collects the jobs' results in order and raises ``Uncompleted
 the first job without one, so the sweep's process ended before its closing table while the
 other jobs went on. Here such a job's outcome is FAILED, with the state Slurm gives it
 (``sacct``) and its log file, and the sweep waits for the others and prints its table.
+
+Where hydra-submitit-launcher is not installed (a dependency of lossbench, but a trimmed
+environment may lack it: the GPU machines' carried wheels), this module still imports, so
+Hydra's discovery of plugins does not warn at every start; ``hydra/launcher=slurm`` then fails
+to compose (its defaults name ``submitit_slurm``), which ``lossbench.errors.user_message``
+turns into what to install.
 """
 
 from __future__ import annotations
@@ -18,8 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf
+
+try:
+    from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+except ImportError:  # not installed: hydra/launcher=slurm cannot compose (see above)
+    submitit_launcher = None
 
 log = logging.getLogger(__name__)
 OUTCOME = (
@@ -27,7 +38,7 @@ OUTCOME = (
 )
 
 
-class SlurmLauncher(submitit_launcher.SlurmLauncher):
+class SlurmLauncher(Launcher if submitit_launcher is None else submitit_launcher.SlurmLauncher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
