@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from lossbench import bench
 from lossbench.bench import extrapolated_wall
 
 
@@ -85,3 +86,12 @@ def test_train_py_trains_with_the_collector_on_and_its_imports_frozen(
     marked = json.loads(mark.read_text())
     assert marked["gc_enabled"] is True
     assert marked["gc_frozen"] > 100_000  # torch, Lightning, MLflow, Hydra: ~950,000 objects
+
+
+def test_fused_step_times_the_stacked_step_per_number_of_members() -> None:
+    result = bench.main(["--device", "cpu", "--model", "mlp", "--fused-step", "1,3",
+                         "--steps", "2", "--warmup", "1", "--json"])  # fmt: skip
+    assert result["model"] == "mlp" and set(result["fused_step"]) == {"1", "3"}
+    for row in result["fused_step"].values():
+        assert row["wall_ms"] > 0 and row["one_ce_wall_ms"] > 0
+        assert "device_busy_ms" not in row  # the profiler's kernel times: CUDA only

@@ -152,9 +152,11 @@ class Precision(Callback):
         pl_module.model.register_forward_hook(hook)
 
 
-def test_bf16_mixed_trains_and_its_metrics_are_finite(tmp_path: Path, tiny_data) -> None:
+@pytest.mark.parametrize("pair", [(), ("head=sigmoid", "loss=bce")], ids=["default", "bce"])
+def test_bf16_mixed_trains_and_its_metrics_are_finite(tmp_path: Path, tiny_data, pair) -> None:
+    """bce: BCELoss on probabilities, which CUDA's autocast refuses (the loss turns it off)."""
     precision, where = Precision(), Where()
-    run_id = train(tmp_path, tiny_data[0], "trainer.precision=bf16-mixed",
+    run_id = train(tmp_path, tiny_data[0], "trainer.precision=bf16-mixed", *pair,
                    callbacks=[precision, where])  # fmt: skip
     assert precision.dtypes == {torch.bfloat16}  # autocast was on
     assert {d.type for seen in where.seen for d in seen.values()} == {DEVICE}

@@ -6,6 +6,7 @@
 #   3. the GPU benchmark: single-run throughput ratios (bare / lightning / lossbench / naive,
 #      CNN) and the multi-class grid (every valid pair x 3 seeds, 1 epoch, CNN) sequential and
 #      fused, end to end;
+#      and the fused training step alone for 1, 16, 48 and 96 members (wall and GPU-busy time);
 #   4. the full-size multiclass_grid study (CNN, 2 epochs, 6 seeds) fused (its 96 valid runs in
 #      one group: max_group=96), and its report.
 # Usage: bash experiments/bench/gpu.sh OUT_DIR   (results: summary.txt, gpu.log, *.json, report)
@@ -56,6 +57,8 @@ step make_run 75 $PY train.py +experiment=quickstart logger.tracking_uri="$STORE
   hydra.sweep.dir="$WORK/quickstart"
 step bench_single 100 sh -c "$PY -m lossbench.bench --device cuda --model cnn --repeats 3 \
   --steps 200 --json > '$OUT/bench-single.json'"
+step fused_step 100 sh -c "$PY -m lossbench.bench --device cuda --model cnn --fused-step 1,16,48,96 \
+  --steps 15 --warmup 5 --json > '$OUT/fused-step.json'"
 step bench_grid 240 sh -c "$PY -m lossbench.bench --device cuda --grid-only --grid-model cnn \
   --grid-seeds 3 --grid-sequential-seeds ${SEQ_SEEDS:-1} --json > '$OUT/bench-grid.json'"
 step multiclass_grid 150 $PY train.py +experiment=multiclass_grid hydra/launcher=fused \

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +321,109 @@ def extrapolated_wall(sequential: dict, runs: int) -> float:
     return fixed + (sequential["wall_s"] - fixed) * runs / sequential["runs"]
 
 
+def fused_step(
+    model: str,
+    counts: list[int],
+    device: torch.device,
+    steps: int = 30,
+    warmup: int = 10,
+    batch: int = 128,
+) -> dict[str, dict[str, float]]:
+    """The fused loop's training step alone, for each number of members in ``counts``: the
+    stacked forward pass, each member's criterion (the grid's valid multi-class pairs in turn),
+    the summed losses' backward pass and one fused Adam step (``lossbench.fused.loop``), per
+    step: ``wall_ms`` (synchronised), ``device_busy_ms`` (the sum of the kernels' times, from
+    torch's profiler; CUDA only) and ``one_ce_wall_ms``, the same step with one cross-entropy
+    over all members' logits instead of their own criteria (what the per-member criteria
+    cost); on CUDA also ``tf32_wall_ms`` (float32 matmuls in TF32) and ``bf16_wall_ms``
+    (bf16 autocast), what those precision settings would buy. Where ``device_busy_ms`` is well
+    under ``wall_ms``, the step waits on the host's Python and kernel launches, not on the
+    GPU's arithmetic."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from lossbench.fused.stacked import StackedNet
+    from lossbench.heads import make_head
+    from lossbench.losses import make_criterion
+
+    pairs = [(h, loss) for t, h, loss, ok in matrix.table() if ok and t == "multiclass"]
+    class_counts = torch.full((10,), 6000)
+    if device.type == "cuda":  # as the fused loop sets it: fixed shapes, cuDNN picks kernels
+        torch.backends.cudnn.benchmark = True
+    out: dict[str, dict[str, float]] = {}
+    for m in counts:
+        torch.manual_seed(0)
+        net = StackedNet([make_model(model, (1, 28, 28), 10) for _ in range(m)]).to(device)
+        criteria = []
+        for i in range(m):
+            head, loss = pairs[i % len(pairs)]
+            criteria.append(make_criterion(make_head(head), loss, class_counts).to(device))
+        try:
+            optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+        except (RuntimeError, TypeError):
+            optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+        x = torch.randn(m, batch, 1, 28, 28, device=device)
+        y = torch.randint(0, 10, (m, batch), device=device)
+
+        run = (net, criteria, optimizer, x, y)
+        row: dict[str, float] = {}
+        variants = {"wall_ms": (False, None, "highest"), "one_ce_wall_ms": (True, None, "highest")}
+        if device.type == "cuda":  # what the precision knobs would buy (not lossbench's default)
+            variants |= {"tf32_wall_ms": (False, None, "high"),
+                         "bf16_wall_ms": (False, torch.bfloat16, "highest")}  # fmt: skip
+        for name, (one_ce, dtype, matmul) in variants.items():
+            torch.set_float32_matmul_precision(matmul)
+            autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+            for _ in range(warmup):
+                _fused_step_once(*run, one_ce=one_ce, autocast=autocast)
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                _fused_step_once(*run, one_ce=one_ce, autocast=autocast)
+            sync(device)
+            row[name] = 1000 * (time.perf_counter() - start) / steps
+        torch.set_float32_matmul_precision("highest")
+        if device.type == "cuda":
+            try:
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    for _ in range(steps):
+                        _fused_step_once(*run, one_ce=False)
+                    sync(device)
+                events = prof.key_averages()
+                busy = [getattr(e, "self_device_time_total", None)
+                        or getattr(e, "self_cuda_time_total", 0) for e in events]  # fmt: skip
+                row["device_busy_ms"] = sum(busy) / 1000 / steps
+                top = sorted(zip(busy, (e.key for e in events), strict=True), reverse=True)[:4]
+                row["top_kernels"] = [f"{k[:70]}: {t / 1000 / steps:.2f} ms" for t, k in top]
+            except Exception as err:  # noqa: BLE001  (the timings above stand without it)
+                row["profiler_error"] = f"{type(err).__name__}: {err}"
+        out[str(m)] = row
+    return out
+
+
+def _fused_step_once(
+    net: nn.Module,
+    criteria: list,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    one_ce: bool,
+    autocast: Any = None,
+) -> None:
+    """One step of :func:`fused_step`: each member's criterion, or one cross-entropy for all
+    (``autocast``: around the forward pass only; the losses in float32, since BCELoss on
+    probabilities refuses CUDA's autocast)."""
+    with autocast or nullcontext():
+        logits = net(x)
+    logits = logits.float()
+    if one_ce:
+        total = F.cross_entropy(logits.flatten(0, 1), y.flatten()) * len(criteria)
+    else:
+        total = torch.stack([c(logits[i], y[i]).float() for i, c in enumerate(criteria)]).sum()
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+
+
 def startup(runs: int) -> dict:
     """Process start → first training step of ``python train.py dataset=fashion_mnist
     trainer.max_epochs=1`` (MLP, progress_bar=log, a store of its own), ``runs`` times after
@@ -429,6 +533,11 @@ def main(argv: list[str] | None = None) -> dict:
         help="seeds of the sequential grid (default: --grid-seeds); fewer: a per-run ratio",
     )  # fmt: skip
     parser.add_argument("--grid-only", action="store_true", help="only the grid (no throughput)")
+    parser.add_argument(
+        "--fused-step", type=str, default=None, metavar="M1,M2,...",
+        help="only time the fused loop's training step with --model for these numbers of "
+        "members (wall and GPU-busy ms per step; see fused_step)",
+    )  # fmt: skip
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
@@ -441,6 +550,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(result, indent=None if args.json else 2))
         return result
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.fused_step:
+        counts = [int(c) for c in args.fused_step.split(",")]
+        result = {"device": device_name(device), "model": args.model,
+                  "fused_step": fused_step(args.model, counts, device, args.steps,
+                                           args.warmup, args.batch_size)}  # fmt: skip
+        print(json.dumps(result, indent=None if args.json else 2))
+        return result
     data_dir, data_name = fashion_mnist_dir(args.data_dir)
     if args.grid_only:
         result = {"device": device_name(device), "data": data_name,

@@ -21,6 +21,10 @@ class BinaryCrossEntropy(Loss, nn.BCELoss):
     ``torch.nn.BCELoss`` on probabilities (Keras' ``binary_crossentropy``). PyTorch clamps
     ``log`` at -100, and float32 ``sigmoid(z)`` rounds to 1 from z ≈ 17: there the loss and its
     gradient go flat. Prefer ``bce_logits`` (the README measures the difference).
+
+    Computed in float32 with autocast off: CUDA's autocast (``trainer.precision=bf16-mixed``)
+    refuses ``binary_cross_entropy`` as unsafe in half precision, and PyTorch's AMP notes say
+    to disable autocast around it and cast its inputs to float32 (float64 is kept).
     """
 
     links = ("sigmoid",)
@@ -29,6 +33,11 @@ class BinaryCrossEntropy(Loss, nn.BCELoss):
 
     def __init__(self) -> None:
         super().__init__()
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        dtype = torch.promote_types(input.dtype, torch.float32)  # float64 stays
+        with torch.autocast(input.device.type, enabled=False):
+            return super().forward(input.to(dtype), target.to(dtype))
 
 
 @LOSSES.register("bce_logits")
