@@ -330,17 +330,20 @@ def fused_step(
     batch: int = 128,
 ) -> dict[str, dict[str, float]]:
     """The fused loop's training step alone, for each number of members in ``counts``: the
-    stacked forward pass, each member's criterion (the grid's valid multi-class pairs in turn),
-    the summed losses' backward pass and one fused Adam step (``lossbench.fused.loop``), per
-    step: ``wall_ms`` (synchronised), ``device_busy_ms`` (the sum of the kernels' times, from
-    torch's profiler; CUDA only) and ``one_ce_wall_ms``, the same step with one cross-entropy
-    over all members' logits instead of their own criteria (what the per-member criteria
-    cost); on CUDA also ``tf32_wall_ms`` (float32 matmuls in TF32) and ``bf16_wall_ms``
-    (bf16 autocast), what those precision settings would buy. Where ``device_busy_ms`` is well
-    under ``wall_ms``, the step waits on the host's Python and kernel launches, not on the
-    GPU's arithmetic."""
+    stacked forward pass, the members' criteria (the grid's valid multi-class pairs in turn),
+    the summed losses' backward pass and one fused Adam step (``lossbench.fused.loop``). Per
+    step, in ms: ``wall_ms`` (synchronised; the criteria of one pair in one call, as the loop
+    computes them), ``one_by_one_wall_ms`` (each member's criterion in turn, as the loop did
+    before), ``one_ce_wall_ms`` (one cross-entropy over all members: the criteria's floor),
+    ``criteria_ms`` and ``criteria_one_by_one_ms`` (the criteria alone, forward and backward,
+    both ways), ``device_busy_ms`` (the sum of the kernels' times, from torch's profiler;
+    CUDA only), and
+    on CUDA ``tf32_wall_ms`` (float32 matmuls in TF32) and ``bf16_wall_ms`` (bf16 autocast):
+    what those settings would buy. Where ``device_busy_ms`` is well under ``wall_ms``, the step
+    waits on the host's Python and kernel launches, not on the GPU's arithmetic."""
     from torch.profiler import ProfilerActivity, profile
 
+    from lossbench.fused.criteria import MemberLosses, criterion_key
     from lossbench.fused.stacked import StackedNet
     from lossbench.heads import make_head
     from lossbench.losses import make_criterion
@@ -353,10 +356,12 @@ def fused_step(
     for m in counts:
         torch.manual_seed(0)
         net = StackedNet([make_model(model, (1, 28, 28), 10) for _ in range(m)]).to(device)
-        criteria = []
+        criteria, keys = [], []
         for i in range(m):
             head, loss = pairs[i % len(pairs)]
             criteria.append(make_criterion(make_head(head), loss, class_counts).to(device))
+            keys.append(criterion_key(criteria[-1], (head, loss)))
+        member_losses = MemberLosses(criteria, keys)  # the fused loop's: one call per pair
         try:
             optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
         except (RuntimeError, TypeError):
@@ -364,9 +369,11 @@ def fused_step(
         x = torch.randn(m, batch, 1, 28, 28, device=device)
         y = torch.randint(0, 10, (m, batch), device=device)
 
-        run = (net, criteria, optimizer, x, y)
+        run = (net, member_losses, optimizer, x, y)
         row: dict[str, float] = {}
-        variants = {"wall_ms": (False, None, "highest"), "one_ce_wall_ms": (True, None, "highest")}
+        variants = {"one_by_one_wall_ms": ("loop", None, "highest"),
+                    "wall_ms": (False, None, "highest"),
+                    "one_ce_wall_ms": (True, None, "highest")}  # fmt: skip
         if device.type == "cuda":  # what the precision knobs would buy (not lossbench's default)
             variants |= {"tf32_wall_ms": (False, None, "high"),
                          "bf16_wall_ms": (False, torch.bfloat16, "highest")}  # fmt: skip
@@ -382,6 +389,18 @@ def fused_step(
             sync(device)
             row[name] = 1000 * (time.perf_counter() - start) / steps
         torch.set_float32_matmul_precision("highest")
+        # the criteria alone (forward and backward, on logits of the step's shape)
+        z = net(x).detach().float().requires_grad_()
+        for name, loop in (("criteria_one_by_one_ms", True), ("criteria_ms", False)):
+            for timed in (False, True):
+                sync(device)
+                start = time.perf_counter()
+                for _ in range(steps if timed else warmup):
+                    losses = (torch.stack([c(z[i], y[i]).float() for i, c in enumerate(criteria)])
+                              if loop else member_losses(z, y))  # fmt: skip
+                    losses.sum().backward()
+                sync(device)
+            row[name] = 1000 * (time.perf_counter() - start) / steps
         if device.type == "cuda":
             try:
                 with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -402,23 +421,26 @@ def fused_step(
 
 def _fused_step_once(
     net: nn.Module,
-    criteria: list,
+    losses: Any,
     optimizer: torch.optim.Optimizer,
     x: Tensor,
     y: Tensor,
-    one_ce: bool,
+    one_ce: bool | str,
     autocast: Any = None,
 ) -> None:
-    """One step of :func:`fused_step`: each member's criterion, or one cross-entropy for all
-    (``autocast``: around the forward pass only; the losses in float32, since BCELoss on
-    probabilities refuses CUDA's autocast)."""
+    """One step of :func:`fused_step`: the members' criteria as the fused loop computes them
+    (``losses``, a :class:`lossbench.fused.criteria.MemberLosses`), each in turn
+    (``one_ce="loop"``), or one cross-entropy for all (``autocast``: the forward pass only)."""
     with autocast or nullcontext():
         logits = net(x)
     logits = logits.float()
-    if one_ce:
-        total = F.cross_entropy(logits.flatten(0, 1), y.flatten()) * len(criteria)
-    else:
+    if one_ce == "loop":
+        criteria = losses.criteria
         total = torch.stack([c(logits[i], y[i]).float() for i, c in enumerate(criteria)]).sum()
+    elif one_ce:
+        total = F.cross_entropy(logits.flatten(0, 1), y.flatten()) * len(x)
+    else:
+        total = losses(logits, y).sum()
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()

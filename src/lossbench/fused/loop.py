@@ -6,7 +6,9 @@ in-memory training split), its labels (its own label noise: the inputs are share
 may differ), its head, criterion, metrics, thresholds and temperature, its best
 checkpoint (kept in memory; tested with ``test_on=best``) and its MLflow run, with the same
 name, tags, params, metric names and steps as Lightning would log, plus the tag
-``fused_group``. The optimizer and the schedule are the group's; Adam, AdamW and SGD act element
+``fused_group``. The criteria of members that share one (a pair's seeds) are computed in one
+vectorised call (:mod:`lossbench.fused.criteria`), each member's loss still its own. The
+optimizer and the schedule are the group's; Adam, AdamW and SGD act element
 by element, so one step over the stacked parameters is each member's own step. With a constant
 lr, members may have their own: the step is taken at lr 1 and each member's change of its
 parameters scaled by its lr (exact: these optimizers' state does not depend on the lr, and
@@ -33,6 +35,7 @@ import torch
 from torch import Tensor
 
 from lossbench.errors import NonFiniteLoss
+from lossbench.fused.criteria import MemberLosses, config_key, criterion_key
 from lossbench.fused.stacked import StackedNet
 from lossbench.tracking import mlflow_run
 from lossbench.training import run
@@ -173,6 +176,8 @@ def _fit(members: list[Member], group: str) -> None:
         j.logger.experiment.set_tag(j.logger.run_id, GROUP_TAG, group)
         j.logger.experiment.set_tag(j.logger.run_id, mlflow_run.GROUP_SIZE_TAG, str(count))
         j.clock["fit_start"] = time.perf_counter()
+    keys = [criterion_key(j.module.criterion, config_key(j.cfg)) for j in jobs]
+    member_losses = MemberLosses([j.module.criterion for j in jobs], keys)
     labels = {k: _member_labels(jobs, k, splits[k], device) for k in splits}
     x_train, y_train = splits["train"].tensors
     rows_of = torch.arange(count, device=device)[:, None]  # member i's row in a (M, B) index
@@ -201,8 +206,7 @@ def _fit(members: list[Member], group: str) -> None:
                         m.job.logger.log_metrics({"train/lr": lr}, step=step)
             with autocast:  # as Lightning's bf16-mixed: the forward pass and the losses
                 logits = net(x)
-                losses = [j.module.criterion(logits[i], y[i]) for i, j in enumerate(jobs)]
-                losses = torch.stack([loss.float() for loss in losses])
+                losses = member_losses(logits, y)  # (M,): one call per distinct criterion
             finite = torch.isfinite(losses.detach())
             if device.type == "cpu":
                 for i in (~finite).nonzero().flatten().tolist():
