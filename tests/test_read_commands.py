@@ -178,6 +178,16 @@ def test_sweep_end_says_a_reason_once_for_the_jobs_that_share_it() -> None:
     ]
 
 
+def test_unfinished_lines_show_swept_values_as_typed_not_as_hydra_escapes_them() -> None:
+    """``'dataset.split_seed=0,${seed}'``: Hydra's sweeper stores the second value escaped."""
+    jobs = [{"overrides": [r"dataset.split_seed=$\{seed\}", f"seed={s}"], "status": "FAILED",
+             "reason": "NaN at step 3"} for s in (1, 2)]  # fmt: skip
+    assert unfinished_lines(jobs) == [
+        "  (every job had: dataset.split_seed=${seed})",
+        "  failed: (2 jobs: seed=1; seed=2): NaN at step 3",
+    ]
+
+
 def test_runs_of_one_pair_that_differ_in_config_are_settings_of_their_own(tmp_path: Path) -> None:
     """A sweep over models (model=mlp,cnn) runs every pair twice per seed: the table and the
     report keep the models apart (they used to pool them, and average one run per seed). What

@@ -395,11 +395,18 @@ def _shared(overrides: list[list[str]]) -> list[str]:
     return [o for o in overrides[0] if all(o in own for own in overrides[1:])]
 
 
+def _shown(override: str) -> str:
+    """An override as typed: Hydra's sweeper escapes the special characters of a swept value
+    (``'dataset.split_seed=0,${seed}'`` gives ``dataset.split_seed=$\\{seed\\}``)."""
+    return re.sub(r"\\([\\()\[\]{}:=, \t])", r"\1", override)
+
+
 def unfinished_lines(jobs: list[dict]) -> list[str]:
     """The sweep's failed and skipped jobs, in job order: the overrides every job of the sweep
     had, said once; then one line per status and reason, e.g. ``skipped: head=softmax
     loss=bce_logits (2 jobs: seed=1; seed=2): <reason>`` (the jobs' shared overrides, then what
     each has of its own)."""
+    jobs = [{**j, "overrides": [_shown(o) for o in j["overrides"]]} for j in jobs]
     listed = [job for job in jobs if job["status"] != "FINISHED"]
     common = _shared([j["overrides"] for j in jobs])
     lines = [f"  (every job had: {' '.join(common)})"] if listed and common else []
