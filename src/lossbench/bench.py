@@ -336,11 +336,11 @@ def fused_step(
     computes them), ``one_by_one_wall_ms`` (each member's criterion in turn, as the loop did
     before), ``one_ce_wall_ms`` (one cross-entropy over all members: the criteria's floor),
     ``criteria_ms`` and ``criteria_one_by_one_ms`` (the criteria alone, forward and backward,
-    both ways), ``device_busy_ms`` (the sum of the kernels' times, from torch's profiler;
-    CUDA only), and
-    on CUDA ``tf32_wall_ms`` (float32 matmuls in TF32) and ``bf16_wall_ms`` (bf16 autocast):
-    what those settings would buy. Where ``device_busy_ms`` is well under ``wall_ms``, the step
-    waits on the host's Python and kernel launches, not on the GPU's arithmetic."""
+    both ways); on CUDA, ``device_busy_ms`` (the sum of the kernels' times, from torch's
+    profiler), ``tf32_wall_ms`` (float32 matmuls in TF32) and ``bf16_wall_ms`` (bf16
+    autocast): what those settings would buy. Where ``device_busy_ms`` is well under
+    ``wall_ms``, the step waits on the host's Python and kernel launches, not on the GPU's
+    arithmetic."""
     from torch.profiler import ProfilerActivity, profile
 
     from lossbench.fused.criteria import MemberLosses, criterion_key

@@ -56,30 +56,32 @@ class MemberLosses:
         self.groups = list(groups.values())
         self.order = [i for group in self.groups for i in group]
         self.batched: dict[int, Callable[..., Tensor] | None] = {}  # group → vmapped, or None
-        self.index: dict[int, Tensor] = {}
+        self.rows: dict[tuple[int, torch.device], slice | Tensor] = {}
         self.inverse: Tensor | None = None
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
-        parts: list[Tensor] = []
-        for g, group in enumerate(self.groups):
-            parts.append(self._group(g, group, logits, targets))
-        out = torch.cat(parts)
+        out = torch.cat([self._group(g, group, logits, targets)
+                         for g, group in enumerate(self.groups)])  # fmt: skip
         if self.order == sorted(self.order):
             return out
         if self.inverse is None or self.inverse.device != out.device:
             self.inverse = torch.argsort(torch.tensor(self.order, device=out.device))
         return out[self.inverse]
 
+    def _rows(self, g: int, group: list[int], device: torch.device) -> slice | Tensor:
+        """Group ``g``'s rows of a ``(M, ...)`` tensor: a slice where they are consecutive."""
+        rows = self.rows.get((g, device))
+        if rows is None:
+            first, last = group[0], group[-1]
+            consecutive = group == list(range(first, last + 1))
+            rows = slice(first, last + 1) if consecutive else torch.tensor(group, device=device)
+            self.rows[(g, device)] = rows
+        return rows
+
     def _group(self, g: int, group: list[int], logits: Tensor, targets: Tensor) -> Tensor:
         if len(group) > 1 and self.batched.get(g, True) is not None:
-            index = self.index.get(g)
-            if index is None or index.device != logits.device:
-                index = self.index[g] = torch.tensor(group, device=logits.device)
-            contiguous = group == list(range(group[0], group[0] + len(group)))
-            rows = slice(group[0], group[0] + len(group)) if contiguous else index
-            batched = self.batched.get(g)
-            if batched is None:
-                batched = torch.func.vmap(self.criteria[group[0]])
+            rows = self._rows(g, group, logits.device)
+            batched = self.batched.get(g) or torch.func.vmap(self.criteria[group[0]])
             try:
                 losses = batched(logits[rows], targets[rows]).float()
             except Exception as err:  # noqa: BLE001  (no batching rule: one member at a time)
