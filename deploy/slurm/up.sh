@@ -47,9 +47,12 @@ if [ ${#missing[@]} -gt 0 ]; then
            "slurmd, slurmdbd, its client commands), MUNGE and MariaDB with this system's" \
            "package manager, then run this again"
   PACKAGES=(slurm-wlm slurmdbd munge mariadb-server)
-  install() { as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}"; }
+  # not named `install`: as root, as_root would then run this function for `install -m 644` below
+  apt_install() {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}"
+  }
   say "installing ${PACKAGES[*]} with apt-get (missing: ${missing[*]})"
-  install || { as_root apt-get update -q && install; } \
+  apt_install || { as_root apt-get update -q && apt_install; } \
     || cannot "apt-get could not install ${PACKAGES[*]} (its output is above)"
 fi
 
