@@ -232,8 +232,8 @@ ELSEWHERE = {
         "tests/test_report.py"
     ),
     "`lossbench.studies.tune` given two trial counts, or a bad one": "tests/test_tune.py",
-    "`hydra/launcher=slurm` without hydra-submitit-launcher installed": (
-        "test_slurm_launcher_without_submitit_is_refused_and_discovery_stays_quiet"
+    "`hydra/launcher=slurm` or `hydra/sweeper=lr_search` without its Hydra plugin installed": (
+        "test_a_plugins_choice_without_the_plugin_is_refused_and_discovery_stays_quiet"
     ),
 }
 
@@ -308,10 +308,10 @@ def test_unwritable_output_folder_exits_2(tmp_path: Path, tiny_data) -> None:
     assert not (tmp_path / "mlflow.db").exists()
 
 
-# train.py where hydra-submitit-launcher cannot be imported (None in sys.modules: ImportError)
-NO_SUBMITIT = """
+# train.py where a Hydra plugin cannot be imported (None in sys.modules: ImportError)
+NO_PLUGIN = """
 import runpy, sys, warnings
-sys.modules["hydra_plugins.hydra_submitit_launcher"] = None
+sys.modules[PLUGIN] = None
 with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")
     from hydra.core.plugins import Plugins
@@ -322,16 +322,27 @@ runpy.run_path(TRAIN, run_name="__main__")
 """
 
 
-def test_slurm_launcher_without_submitit_is_refused_and_discovery_stays_quiet(
-    tmp_path: Path, tiny_data
+@pytest.mark.parametrize(
+    ("plugin", "choice", "config", "package"),
+    [
+        ("hydra_submitit_launcher", "hydra/launcher=slurm", "hydra/launcher/submitit_slurm",
+         "hydra-submitit-launcher"),
+        ("hydra_optuna_sweeper", "hydra/sweeper=lr_search", "hydra/sweeper/optuna",
+         "hydra-optuna-sweeper"),
+    ],
+    ids=["slurm", "lr_search"],
+)  # fmt: skip
+def test_a_plugins_choice_without_the_plugin_is_refused_and_discovery_stays_quiet(
+    plugin: str, choice: str, config: str, package: str, tmp_path: Path, tiny_data
 ) -> None:
     """A trimmed install (the GPU machines' carried wheels) lacks hydra-submitit-launcher:
     Hydra warned at every start that lossbench's Slurm plugin failed to import; now it does
     not, and ``hydra/launcher=slurm`` (whose config builds on the plugin's) says what to
-    install, exit 2, no store."""
-    code = NO_SUBMITIT.replace("TRAIN", repr(str(ROOT / "train.py")))
+    install, exit 2, no store. The same for ``hydra/sweeper=lr_search`` and Optuna's."""
+    code = NO_PLUGIN.replace("TRAIN", repr(str(ROOT / "train.py")))
+    code = code.replace("PLUGIN", repr(f"hydra_plugins.{plugin}"))
     proc = subprocess.run(
-        [sys.executable, "-c", code, "-m", f"data_dir={tiny_data[0]}", "hydra/launcher=slurm",
+        [sys.executable, "-c", code, "-m", f"data_dir={tiny_data[0]}", choice,
          f"logger.tracking_uri={sqlite_uri(tmp_path / 'mlflow.db')}",
          f"hydra.sweep.dir={tmp_path / 'multirun'}", "seed=1,2"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
@@ -339,17 +350,11 @@ def test_slurm_launcher_without_submitit_is_refused_and_discovery_stays_quiet(
     assert "discovery warnings: []" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     assert proc.returncode == 2, proc.stderr[-2000:]
     message = proc.stderr.strip().splitlines()[-1]
-    assert message.startswith("lossbench: error: hydra/launcher=slurm needs "
-                              "hydra-submitit-launcher, which is not installed here")  # fmt: skip
-    assert "Could not load 'hydra/launcher/submitit_slurm'" in message
-    assert (
-        proc.stderr.strip()
-        .splitlines()[-1]
-        .endswith(
-            "Fix: `pip install 'hydra-submitit-launcher>=1.2'` (a dependency of lossbench: "
-            "`make setup` installs it), or drop hydra/launcher=slurm"
-        )
-    )
+    assert message.startswith(f"lossbench: error: {choice} needs {package}, which is not "
+                              "installed here")  # fmt: skip
+    assert f"Could not load '{config}'" in message
+    assert message.endswith(f"Fix: `pip install '{package}>=1.2'` (a dependency of lossbench: "
+                            f"`make setup` installs it), or drop {choice}")  # fmt: skip
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
