@@ -321,14 +321,16 @@ def test_each_job_config_is_hydras_own_composition(tmp_path: Path) -> None:
             with pytest.raises(ConfigCompositionException) as hydras:
                 loader.load_sweep_config(master, job)
             assert str(ours.value) == str(hydras.value)
-        # the sweeper's check and the launcher ask for each job: composed once, copies after
+        # the sweeper's check composes each job and discards it: the launcher takes it over
         caching = CachingConfigLoader(loader)
         for job in jobs[:8]:
             checked = caching.load_sweep_config(master, job)
-            with open_dict(checked):
-                checked.hydra.job.num = 7  # as the launcher does to its copy
-            again = caching.load_sweep_config(master, job)
-            assert OmegaConf.to_yaml(again) == OmegaConf.to_yaml(
+            taken = caching.take(master, job)
+            assert taken is checked  # handed over, not composed or copied again
+            with open_dict(taken):
+                taken.hydra.job.num = 7  # as the launcher does
+            again = caching.take(master, job)  # handed over once: a job launched twice
+            assert again is not taken and OmegaConf.to_yaml(again) == OmegaConf.to_yaml(
                 loader.load_sweep_config(master, job))  # fmt: skip
         assert caching.composer(master).composed == 6 and not caching.done  # each handed over
         caching.load_sweep_config(master, jobs[0])

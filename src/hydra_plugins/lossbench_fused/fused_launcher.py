@@ -65,13 +65,12 @@ class FusedLauncher(Launcher):
         configs = []
         composer = self.loader.composer(self.config)
         for idx, overrides in enumerate(job_overrides, initial_job_idx):
-            config = self.loader.load_sweep_config(self.config, list(overrides))
+            config = self.loader.take(self.config, list(overrides))
             with open_dict(config):
                 config.hydra.job.id = config.hydra.job.num = idx
             configs.append(config)
         self.loader.forget()
-        tasks = [_task_part(c) for c in configs]
-        groups = grouping.plan(tasks, self.max_group)
+        groups = grouping.plan(configs, self.max_group)
         # as typed: an override's own interpolation (optimizer.lr='${tuned_lr...}') unresolved
         overrides = [filter_overrides(OmegaConf.to_container(c.hydra.overrides.task))
                      for c in configs]  # fmt: skip
@@ -160,11 +159,3 @@ def _by_network(built: dict[int, Any], group: str) -> list[tuple[list[int], str]
     log.info("\tgroup %s: its networks differ in shape (the outputs of a two-class set's heads):"
              " %d loops", group, len(parts))  # fmt: skip
     return [(part, f"{group}{chr(ord('a') + n)}") for n, part in enumerate(parts.values())]
-
-
-def _task_part(config: DictConfig) -> DictConfig:
-    """The job's config without Hydra's node (what the task function gets)."""
-    task_cfg = config.copy()
-    with open_dict(task_cfg):
-        del task_cfg["hydra"]
-    return task_cfg

@@ -14,7 +14,7 @@ Hydra. tests/test_fused.py compares every job's config with Hydra's own composit
 Hydra's sweepers compose every job once more before launching it, to check that it composes
 (``Sweeper.validate_batch_is_legal``), through the same config loader: the fused launcher
 puts a :class:`CachingConfigLoader` there, so the check composes once per key too and the
-launcher gets each checked config back as a copy.
+launcher gets each checked config itself.
 """
 
 from __future__ import annotations
@@ -94,9 +94,10 @@ class SweepComposer:
 
 class CachingConfigLoader(ConfigLoader):
     """Hydra's config loader, with ``load_sweep_config`` through a :class:`SweepComposer` per
-    master config; a job composed before (the sweeper's check) is handed over once as the
-    copy kept of it, and :meth:`forget` drops the rest (the launcher calls it once it has
-    its batch). Everything else is delegated."""
+    master config. A job the sweeper's check composed (``load_sweep_config``, whose result the
+    check discards) is kept, and handed over once to the launcher (:meth:`take`);
+    :meth:`forget` drops the rest (the launcher calls it once it has its batch). Everything
+    else is delegated."""
 
     def __init__(self, loader: ConfigLoader) -> None:
         self.loader = loader
@@ -119,13 +120,19 @@ class CachingConfigLoader(ConfigLoader):
     def load_sweep_config(
         self, master_config: DictConfig, sweep_overrides: list[str]
     ) -> DictConfig:
+        """The job's config, kept for the launcher's :meth:`take` (not copied: Hydra's
+        ``Sweeper.validate_batch_is_legal`` only checks that it composes)."""
+        config = self.take(master_config, sweep_overrides)
+        self.done[(id(master_config), tuple(sweep_overrides))] = (master_config, config)
+        return config
+
+    def take(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        """The job's config for the launcher: the one kept by the check, else composed."""
         key = (id(master_config), tuple(sweep_overrides))
         master, config = self.done.pop(key, (None, None))
         if master is master_config and config is not None:
             return config
-        config = self.composer(master_config).compose(sweep_overrides)
-        self.done[key] = (master_config, copy.deepcopy(config))
-        return config
+        return self.composer(master_config).compose(sweep_overrides)
 
     def forget(self) -> None:
         """Drop the kept copies (the configs of jobs checked but not launched)."""

@@ -97,10 +97,12 @@ def key(cfg: DictConfig) -> str:
 
 
 def resolved(cfg: DictConfig) -> dict:
-    """The config as plain data, each interpolation resolved where the config can resolve it
-    before its job runs (``${hydra:runtime.output_dir}`` cannot: its text stays)."""
+    """The config as plain data without Hydra's node (each job's own), each interpolation
+    resolved where the config can resolve it before its job runs
+    (``${hydra:runtime.output_dir}`` cannot: its text stays)."""
     data = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(data, dict)
+    data.pop("hydra", None)
 
     def walk(node: dict | list, path: str) -> None:
         for k, v in list(node.items() if isinstance(node, dict) else enumerate(node)):
@@ -119,7 +121,7 @@ def resolved(cfg: DictConfig) -> dict:
 
 
 def plan(configs: Sequence[DictConfig], max_group: int) -> list[Group]:
-    """The sweep's jobs (task configs, in order) as groups of at most ``max_group``, the jobs
+    """The sweep's jobs (their configs, in order) as groups of at most ``max_group``, the jobs
     of one kind split into as few groups as that allows, of even sizes."""
     groups: dict[str, list[int]] = {}
     out: list[Group] = []
