@@ -169,12 +169,12 @@ def _fit(members: list[Member], group: str) -> None:
     log_every = t.log_every_n_steps or 50
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
                 if str(t.precision) == "bf16-mixed" else nullcontext())  # fmt: skip
-    for j in jobs:
+    for j in jobs:  # each run is created with its group's tags (on the first use of run_id)
+        j.logger.tags = {**(j.logger.tags or {}), GROUP_TAG: group,
+                         mlflow_run.GROUP_SIZE_TAG: str(count)}  # fmt: skip
         log.info("run %s (%s) → %s [fused group %s]", j.name, j.logger.run_id,
                  j.logger.experiment.tracking_uri, group)  # fmt: skip
         run.open_run(j)
-        j.logger.experiment.set_tag(j.logger.run_id, GROUP_TAG, group)
-        j.logger.experiment.set_tag(j.logger.run_id, mlflow_run.GROUP_SIZE_TAG, str(count))
         j.clock["fit_start"] = time.perf_counter()
     keys = [criterion_key(j.module.criterion, config_key(j.cfg)) for j in jobs]
     member_losses = MemberLosses([j.module.criterion for j in jobs], keys)

@@ -188,7 +188,7 @@ def log_predictor(
     logger.experiment.log_dict(logger.run_id, dict(spec), PREDICTOR)
 
 
-def log_loss_curves(logger: BatchedMLFlowLogger) -> None:
+def log_loss_curves(logger: BatchedMLFlowLogger, title: str) -> None:
     """Plot the recorded train/val loss histories (read back from the store) as a PNG."""
     from matplotlib.figure import Figure  # at the run's end: not on the way to training
 
@@ -208,7 +208,7 @@ def log_loss_curves(logger: BatchedMLFlowLogger) -> None:
             ax.plot([m.step for m in history], [m.value for m in history], label=key, **style)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title(client.get_run(logger.run_id).info.run_name)
+    ax.set_title(title)
     ax.legend()
     client.log_figure(logger.run_id, fig, LOSS_CURVES)
 

@@ -305,7 +305,7 @@ def record(job: Job, best_score: float | None, step: int) -> None:
         spec = {**job.predictor, "thresholds": thresholds,
                 "preprocessing": job.data.preprocessing()}  # fmt: skip
         mlflow_run.log_predictor(logger, module.model, spec, Path(checkpoint.dirpath))
-    mlflow_run.log_loss_curves(logger)
+    mlflow_run.log_loss_curves(logger, job.name)
     mlflow_run.log_timings(logger, job.clock)
 
 
