@@ -275,6 +275,11 @@ def test_a_learning_rate_is_per_member_unless_scheduled(tmp_path: Path) -> None:
                for loss in ("ce", "focal")]  # fmt: skip
     assert configs[0].tune.study_name != configs[1].tune.study_name
     assert [g.jobs for g in grouping.plan(configs, max_group=64)] == [[0, 1]]
+    # a pair the comparison did not tune is skipped at once, not counted in a fused group
+    untuned = compose_cfg([*compare[:3], "tuned_lr={softmax:{ce:0.001,focal:null}}",
+                           "head=softmax", "loss=focal"], tmp_path)  # fmt: skip
+    (group,) = grouping.plan([untuned], max_group=64)
+    assert group.alone == "skipped, head=softmax loss=focal was not tuned"
 
 
 def test_each_job_config_is_hydras_own_composition(tmp_path: Path) -> None:

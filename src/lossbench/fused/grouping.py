@@ -31,15 +31,13 @@ class Group:
 
 
 def refused_pair(cfg: DictConfig) -> str | None:
-    """Why the job's head and loss make no sense on its dataset (it will be skipped), or None."""
-    from lossbench import matrix
-    from lossbench.data import DATASETS
+    """Why the job's head and loss are refused (it will be skipped: its pair makes no sense
+    on its dataset, or a tuned comparison did not tune it), or None."""
     from lossbench.errors import InvalidPair
+    from lossbench.training.run import check_pair
 
     try:
-        params = OmegaConf.to_container(cfg.dataset, resolve=True)
-        task = DATASETS[cfg.dataset.name].task_of(params)
-        matrix.check(task, cfg.head.name, cfg.loss.name)
+        check_pair(cfg)
     except InvalidPair as err:
         return str(err)
     except Exception:  # anything else is for the job itself to report

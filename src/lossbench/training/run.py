@@ -131,6 +131,23 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback] = (), resolve: bool = F
         ) from err
 
 
+def check_pair(cfg: DictConfig) -> str:
+    """The run's task; :class:`InvalidPair` (a job a sweep skips) where its head and loss make
+    no sense on its dataset (``lossbench.matrix``), or where ``lossbench.studies.tune``'s
+    comparison (heads x losses) has no tuned lr for them (``tuned_lr.<head>.<loss>: null``)."""
+    dataset, data_params = _name_and_params(cfg.dataset)
+    head, loss = cfg.head.name, cfg.loss.name
+    task = DATASETS[dataset].task_of(data_params)
+    matrix.check(task, head, loss)
+    if (
+        cfg.get("tuned_lr") is not None
+        and OmegaConf.select(cfg, f"tuned_lr.{head}.{loss}", default="absent") is None
+    ):
+        raise InvalidPair(f"head={head} loss={loss} was not tuned: lossbench.studies.tune "
+                          "compares the pairs it tuned (--pairs)")  # fmt: skip
+    return task
+
+
 def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False) -> Job:
     """Check the config, the store, the data; build the model, optimizer and Trainer."""
     schemas.check_keys(cfg)
@@ -138,15 +155,7 @@ def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False
     head_name, head_params = _name_and_params(cfg.head)
     loss_name, loss_params = _name_and_params(cfg.loss)
     model_name, model_params = _name_and_params(cfg.model)
-    task = DATASETS[dataset].task_of(data_params)
-    matrix.check(task, head_name, loss_name)
-    if (
-        cfg.get("tuned_lr") is not None
-        and OmegaConf.select(cfg, f"tuned_lr.{head_name}.{loss_name}", default="absent") is None
-    ):  # lossbench.studies.tune's comparison is heads x losses; null: a cell it did not tune
-        raise InvalidPair(f"head={head_name} loss={loss_name} was not tuned: "
-                          "lossbench.studies.tune compares the pairs it tuned "
-                          "(--pairs)")  # fmt: skip
+    task = check_pair(cfg)
     if resolve:
         OmegaConf.resolve(cfg)
     checks.run_keys(cfg)
