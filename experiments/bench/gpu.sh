@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# lossbench's GPU verification (issue 16), in one call on one GPU (H100/H200), under 8 minutes:
+# lossbench's GPU verification (issue 16), in one call on one GPU (H100/H200), under 9 minutes:
+#   0. where the host's start-up goes (python -X importtime of a run's imports, CUDA's init);
 #   1. the tests marked gpu (pytest -m gpu): device-resident data, the non-finite check on the
 #      device, bf16-mixed, compile=true, resume, the fused launcher;
 #   2. `make run`'s command (+experiment=quickstart) on the GPU;
@@ -52,6 +53,10 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to gpu.log,
   ls $FASHION
 } >>"$OUT/summary.txt" 2>&1
 
+# where this host's start-up goes (15 s on the H100 of 2026-11-27, 4-5 s on the project's CPU):
+# the imports of a run (warm: the header above imported them once) and CUDA's initialisation
+step importtime 40 sh -c "$PY -X importtime experiments/bench/startup_imports.py \
+  2> '$OUT/importtime.txt' && sort -t'|' -k2 -n -r '$OUT/importtime.txt' | head -25"
 step tests 150 $PY -m pytest -m gpu -q -rs -p no:cacheprovider tests/test_gpu.py
 step make_run 75 $PY train.py +experiment=quickstart logger.tracking_uri="$STORE" \
   hydra.sweep.dir="$WORK/quickstart"
@@ -68,5 +73,6 @@ step report 45 $PY -m lossbench.report --tracking-uri "$STORE" --experiment mult
 for f in REPORT.md runs.csv verdicts.csv; do
   [ -f "$WORK/report/$f" ] && cp "$WORK/report/$f" "$OUT/multiclass_grid-$f"
 done
-grep -E "passed|failed|skipped|jobs:|speed-up|Error" "$OUT/gpu.log" | tail -20 >>"$OUT/summary.txt"
+grep -E "passed|failed|skipped|jobs:|speed-up|Error|cuda init" "$OUT/gpu.log" | tail -20 \
+  >>"$OUT/summary.txt"
 cat "$OUT/summary.txt"
