@@ -135,7 +135,7 @@ class CachingConfigLoader(ConfigLoader):
         return self.composer(master_config).compose(sweep_overrides)
 
     def forget(self) -> None:
-        """Drop the kept copies (the configs of jobs checked but not launched)."""
+        """Drop the kept configs (of jobs checked but not launched)."""
         self.done.clear()
 
     def load_configuration(self, *args: Any, **kwargs: Any) -> DictConfig:
