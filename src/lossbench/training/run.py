@@ -151,7 +151,7 @@ def check_pair(cfg: DictConfig) -> str:
 def _build(cfg: DictConfig, callbacks: Sequence[Callback], resolve: bool = False) -> Job:
     """Check the config, the store, the data; build the model, optimizer and Trainer."""
     schemas.check_keys(cfg)
-    dataset, data_params = _name_and_params(cfg.dataset)
+    dataset = cfg.dataset.name
     head_name, head_params = _name_and_params(cfg.head)
     loss_name, loss_params = _name_and_params(cfg.loss)
     model_name, model_params = _name_and_params(cfg.model)
